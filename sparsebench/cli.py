@@ -1,0 +1,156 @@
+"""``sparsebench`` command line: ``sparsebench train`` runs one (method, init, seed) cell.
+
+Every field of :class:`~sparsebench.config.RunConfig` is an option (``--optim.lr``,
+``--mask.source``, ...), generated from the typed config so ``--help`` documents them all.
+Precedence: defaults < ``--config FILE`` < options < ``--set key=value``.
+"""
+from __future__ import annotations
+
+import sys
+import typing
+
+import click
+import yaml
+
+from . import config as C
+from .data import DataNotFoundError
+
+_HELP = dict(help_option_names=["-h", "--help"], max_content_width=110)
+
+
+def _option_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _param_name(key: str) -> str:
+    return key.replace(".", "__")
+
+
+def _click_type(tp):
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(tp)]), False
+    if tp is bool:
+        return None, True
+    if tp in (int, float):
+        return tp, False
+    return str, False  # str, Optional[str], and lists written "0,500,1000"
+
+
+def config_options(func):
+    """Decorate a click command with one option per RunConfig field."""
+    for key, tp, f in reversed(list(C.leaf_fields())):
+        ctype, is_flag = _click_type(tp)
+        default = f.default if f.default is not C.dataclasses.MISSING else None
+        shown = "none" if default is None else (
+            "[" + ", ".join(map(str, default)) + "]" if isinstance(default, tuple) else str(default).lower()
+            if isinstance(default, bool) else default)
+        help_text = f"{f.metadata.get('help', '')}  [default: {shown}]"
+        if is_flag:
+            decl = f"{_option_name(key)}/--no-{key.replace('_', '-').replace('.', '-')}"
+            opt = click.option(decl, _param_name(key), default=None, help=help_text)
+        else:
+            opt = click.option(_option_name(key), _param_name(key), type=ctype, default=None,
+                               help=help_text, metavar=_metavar(tp))
+        func = opt(func)
+    return func
+
+
+def _is_list(tp) -> bool:
+    return typing.get_origin(tp) is tuple or tuple in (typing.get_origin(a) for a in typing.get_args(tp))
+
+
+def _metavar(tp) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "[" + "|".join(map(str, typing.get_args(tp))) + "]"
+    if _is_list(tp):
+        return "LIST"
+    return {int: "INT", float: "FLOAT"}.get(tp, "TEXT")
+
+
+def resolve(config_file, options: dict, overrides: tuple[str, ...], seed: int | None) -> C.RunConfig:
+    """Merge defaults, a YAML file, explicit options and ``--set`` overrides into a RunConfig."""
+    data = C.load_yaml(config_file) if config_file else {}
+    if seed is not None:
+        data["init_seed"] = data["data_seed"] = seed
+    hints = dict((k, tp) for k, tp, _ in C.leaf_fields())
+    for pname, value in options.items():
+        if value is None:
+            continue
+        key = pname.replace("__", ".")
+        if _is_list(hints[key]):  # "0,500,1000", "[0, 500]" or "null"
+            text = value.strip()
+            value = yaml.safe_load(text if text.startswith("[") or text == "null" else f"[{text}]")
+        C.set_path(data, key, value)
+    for text in overrides:
+        C.set_path(data, *C.parse_override(text))
+    return C.build(C.RunConfig, data)
+
+
+def _fail(message: str, code: int):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings=_HELP)
+@click.version_option(package_name="sparsebench")
+def main():
+    """sparsebench: the experiments of "Gradient Flow in Sparse Neural Networks and How Lottery
+    Tickets Win" (Evci et al., AAAI 2022)."""
+
+
+@main.command(context_settings=_HELP)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file with RunConfig fields.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any field by dotted key, e.g. --set optim.lr=0.1 (repeatable).")
+@click.option("--seed", type=int, help="Set both init_seed and data_seed.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run directory [default: runs/<method>-<init>-s<init_seed>.<data_seed>].")
+@click.option("--device", default=None, help="torch device [default: cuda if available, else cpu].")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--resume/--restart", default=True,
+              help="Continue an unfinished run (or reuse a finished one with the same config) in --out.")
+@click.option("--resume-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Steps between saved resume states.")
+@click.option("--stop-at", type=int, help="Stop at this step, leaving a resumable run.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+@config_options
+def train(config_file, overrides, seed, out_dir, device, progress, resume, resume_every, stop_at,
+          print_config, **options):
+    """Train one run: one (method, init, seed) cell of the paper's tables.
+
+    \b
+    Examples:
+      sparsebench train --method prune --data.dataset fashion_mnist --out runs/prune
+      sparsebench train --method rigl --init.scheme ours --mask.source runs/prune --seed 1 --out runs/rigl
+      sparsebench train --config my_run.yaml --set optim.steps=2000
+    """
+    try:
+        cfg = resolve(config_file, options, overrides, seed)
+    except C.ConfigError as e:
+        _fail(str(e), 2)
+    if print_config:
+        click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return
+    import torch
+    from .train import train as run_training
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out_dir = out_dir or f"runs/{cfg.method}-{cfg.init.scheme}-s{cfg.init_seed}.{cfg.data_seed}"
+    try:
+        run = run_training(cfg, out_dir, device=device, progress=progress, resume=resume,
+                           resume_every=resume_every, stop_at=stop_at)
+    except C.ConfigError as e:
+        _fail(str(e), 2)
+    except DataNotFoundError as e:
+        _fail(str(e), 1)
+    if run is None:
+        click.echo(f"stopped at step {stop_at}; run the same command again to resume ({out_dir}.partial)")
+        return
+    m = run.metrics
+    click.echo(f"{cfg.method}/{cfg.init.scheme}: test_acc={m['test_acc']:.4f} test_loss={m['test_loss']:.4f} "
+               f"sparsity={m['sparsity']:.4f} trainable={m['trainable']} "
+               f"steps/s={m['steps_per_s']:.1f} -> {run.path}")
+
+
+if __name__ == "__main__":
+    main()

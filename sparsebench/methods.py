@@ -1,0 +1,132 @@
+"""How each method of the paper configures the one training loop (protocol §3–§7).
+
+A method decides three things: the network (width), where its starting mask and
+weights come from, and which mask updater runs during training.
+
+=================  ==================================  =============================  ==============
+method             mask                                weights at step 0              updater
+=================  ==================================  =============================  ==============
+dense              none                                dense init                     –
+small_dense        none (narrow widths)                dense init                     –
+prune              all ones                            dense init                     GradualPruning
+lottery            source run's final mask             source weights at step K ⊙ M   –
+scratch            source mask (or random)             fresh init: dense/liu/ours     –
+prune_restart      source run's final mask             source final weights           –
+set / rigl /       source mask (or random)             fresh init: dense/liu/ours     DynamicSparse
+rigl_inverted
+=================  ==================================  =============================  ==============
+
+Every run gets a fresh optimizer and the full LR schedule (protocol §5).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import init as init_lib
+from . import masks as masks_lib
+from . import models, seeds
+from .config import ConfigError, RunConfig
+from .dst import DynamicSparse
+from .optim import learning_rate
+from .pruning import GradualPruning
+
+FROM_SOURCE_WEIGHTS = ("lottery", "prune_restart")
+MASKED = ("prune", "lottery", "scratch", "prune_restart", "set", "rigl", "rigl_inverted")
+
+
+@dataclass
+class Setup:
+    """A model ready for step 0 and the mask updaters that run during training."""
+    model: nn.Module
+    pruning: GradualPruning | None = None
+    dst: DynamicSparse | None = None
+    notes: dict = field(default_factory=dict)
+
+
+def build_model(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
+    """The network of a run (small_dense → the narrow widths unless model.width is set)."""
+    width = cfg.model.width
+    if width is None and cfg.method == "small_dense":
+        width = models.SMALL_DENSE_WIDTHS[cfg.model.name]
+    try:
+        model = models.build(cfg.model.name, width, in_channels=in_channels, num_classes=num_classes)
+    except ValueError as e:
+        raise ConfigError(f"model.width: {e}") from None
+    names = set(models.prunable(model))
+    unknown = sorted(set(cfg.mask.dense_layers) - names)
+    if unknown:
+        raise ConfigError(f"mask.dense_layers: {unknown[0]!r} is not a prunable weight; "
+                          f"allowed: {', '.join(sorted(names))}")
+    model.dense_layers = frozenset(cfg.mask.dense_layers)
+    return model
+
+
+def _source(cfg: RunConfig):
+    from .rundir import Run
+    try:
+        run = Run(cfg.mask.source)
+    except FileNotFoundError as e:
+        raise ConfigError(f"mask.source: {e}") from None
+    if run.config.model != cfg.model or run.config.data.dataset != cfg.data.dataset:
+        raise ConfigError(f"mask.source: {run.path} trained {run.config.model.name} on "
+                          f"{run.config.data.dataset}; this run is {cfg.model.name} on {cfg.data.dataset}")
+    masks = run.masks()
+    if not masks:
+        raise ConfigError(f"mask.source: {run.path} is a dense run ({run.config.method}); it has no mask")
+    return run, masks
+
+
+def _initial_masks(cfg: RunConfig, model: nn.Module):
+    """The starting mask: the source run's final one (optionally shuffled), or random."""
+    run = None
+    if cfg.mask.source:
+        run, masks = _source(cfg)
+        if cfg.mask.shuffle:
+            g = seeds.generator(cfg.init_seed, "shuffle")
+            masks = {k: masks_lib.shuffle(m, g) for k, m in masks.items()}
+    else:
+        shapes = {k: tuple(w.shape) for k, w in models.prunable(model).items()}
+        budgets = masks_lib.layer_budgets(shapes, cfg.mask.sparsity, cfg.mask.distribution, cfg.mask.erk_power)
+        g = seeds.generator(cfg.init_seed, "mask")
+        masks = {k: masks_lib.random_mask(shapes[k], budgets[k], g) for k in shapes}
+    return run, masks
+
+
+def setup(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> Setup:
+    """Build the model of ``cfg`` at step 0 (masks attached, weights initialised or loaded)."""
+    model = build_model(cfg, in_channels, num_classes)
+    init_kwargs = dict(scheme=cfg.init.scheme, dense=cfg.init.dense, ours=cfg.init.ours,
+                       scale=cfg.init.scale, generator=seeds.generator(cfg.init_seed, "init"))
+    out = Setup(model)
+    if cfg.method in ("dense", "small_dense"):
+        init_lib.initialize(model, **{**init_kwargs, "scheme": "dense"})
+        return out
+    if cfg.method == "prune":
+        masks_lib.attach(model, {k: torch.ones_like(w) for k, w in models.prunable(model).items()})
+        init_lib.initialize(model, **{**init_kwargs, "scheme": "dense"})
+        out.pruning = GradualPruning.from_config(cfg.prune, cfg.mask.sparsity)
+        return out
+
+    run, masks = _initial_masks(cfg, model)
+    if cfg.method in FROM_SOURCE_WEIGHTS:
+        step = cfg.rewind_step if cfg.method == "lottery" else "final"
+        try:
+            state = run.checkpoint(step)
+        except FileNotFoundError as e:
+            raise ConfigError(f"rewind_step: {e}") from None
+        model.load_state_dict({k: v for k, v in state.items() if not k.endswith(masks_lib.SUFFIX)})
+        masks_lib.attach(model, masks)
+        out.notes["weights_from"] = f"{run.path}@{step}"
+    else:
+        masks_lib.attach(model, masks)
+        init_lib.initialize(model, **init_kwargs)
+    if cfg.method in ("set", "rigl", "rigl_inverted"):
+        o, d = cfg.optim, cfg.dst
+        out.dst = DynamicSparse(
+            cfg.method, o.steps, d.update_freq, d.begin_step, d.end_step, d.drop_fraction, d.drop_schedule,
+            lr_ratio=lambda t: learning_rate(t, 1.0, o.steps, o.lr_schedule),
+            drop_noise=d.drop_noise, seed=cfg.init_seed)
+    return out
