@@ -4,12 +4,17 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-# The main job's settings (override: make repro DATASET=fashion_mnist STEPS=2000)
+# The main job's settings (override: make repro DATASET=fashion_mnist STEPS=1000).
+# Schedules scale with STEPS as in the protocol: FREQ = STEPS/117 (100 at 11,719 steps); pruning
+# from 30*FREQ to 70*FREQ every FREQ, mask updates every FREQ, logging every 2*FREQ.
 DATASET ?= mnist
 STEPS   ?= 11719
 SEED    ?= 0
 RUNS    ?= results/runs/main
-TRAIN    = $(BIN)/sparsebench train --data.dataset $(DATASET) --optim.steps $(STEPS) --seed $(SEED)
+FREQ    := $(shell n=$$(( $(STEPS) / 117 )); echo $$(( n > 0 ? n : 1 )))
+TRAIN    = $(BIN)/sparsebench train --data.dataset $(DATASET) --optim.steps $(STEPS) --seed $(SEED) \
+           --prune.begin-step $$((30 * $(FREQ))) --prune.end-step $$((70 * $(FREQ))) --prune.frequency $(FREQ) \
+           --dst.update-freq $(FREQ) --dst.begin-step $(FREQ) --log.log-freq $$((2 * $(FREQ)))
 
 .PHONY: install test repro clean
 

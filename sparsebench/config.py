@@ -180,9 +180,16 @@ class RunConfig:
     def __post_init__(self):
         if self.method in ("lottery", "prune_restart") and not self.mask.source:
             raise ConfigError(f"mask.source: method {self.method!r} needs the run directory of a pruning run")
-        if self.prune.end_step < self.prune.begin_step:
-            raise ConfigError(f"prune.end_step: must be >= prune.begin_step ({self.prune.begin_step}), "
-                              f"got {self.prune.end_step}")
+        p = self.prune
+        if p.end_step < p.begin_step:
+            raise ConfigError(f"prune.end_step: must be >= prune.begin_step ({p.begin_step}), got {p.end_step}")
+        if self.method == "prune":
+            if p.end_step >= self.optim.steps:
+                raise ConfigError(f"prune.end_step: {p.end_step} is not before the end of training "
+                                  f"(optim.steps={self.optim.steps}); scale the pruning schedule with the steps")
+            if (p.end_step - p.begin_step) % p.frequency:
+                raise ConfigError(f"prune.end_step: must be prune.begin_step ({p.begin_step}) plus a multiple of "
+                                  f"prune.frequency ({p.frequency}) so the final sparsity is reached, got {p.end_step}")
         if any(s < 0 for s in self.log.checkpoints):
             raise ConfigError(f"log.checkpoints: steps must be >= 0, got {list(self.log.checkpoints)}")
 
