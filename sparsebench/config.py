@@ -30,6 +30,10 @@ DENSE_INITS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
 UNIT_SCALED = tuple(f"{fan}_{dist}" for fan in ("fanin", "fanout", "fanavg")
                     for dist in ("normal", "uniform"))
 DISTRIBUTIONS = ("uniform", "erk", "er")
+#: methods whose starting weights are not a sparse init, and where they come from
+NO_SPARSE_INIT = {"dense": "dense init", "small_dense": "dense init", "prune": "dense init, pruned later",
+                  "lottery": "weights of the source run at rewind_step",
+                  "prune_restart": "final weights of the source run"}
 
 
 class ConfigError(ValueError):
@@ -180,6 +184,9 @@ class RunConfig:
     def __post_init__(self):
         if self.method in ("lottery", "prune_restart") and not self.mask.source:
             raise ConfigError(f"mask.source: method {self.method!r} needs the run directory of a pruning run")
+        if self.method in NO_SPARSE_INIT and self.init.scheme != "dense":
+            raise ConfigError(f"init.scheme: method {self.method!r} does not draw a sparse init "
+                              f"({NO_SPARSE_INIT[self.method]}); leave it at 'dense'")
         p = self.prune
         if p.end_step < p.begin_step:
             raise ConfigError(f"prune.end_step: must be >= prune.begin_step ({p.begin_step}), got {p.end_step}")

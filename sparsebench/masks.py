@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from .models import prunable
+
 SUFFIX = "_mask"
 
 
@@ -163,7 +165,6 @@ def sparsity_report(model: nn.Module) -> dict:
     Layers without a mask count as dense; ``trainable`` = active weights + every other parameter
     (biases), the paper's parameter count.
     """
-    from .models import prunable
     masks = get(model)
     layers, total, active = {}, 0, 0
     for name, weight in prunable(model).items():

@@ -102,11 +102,11 @@ def setup(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> Setup:
                        scale=cfg.init.scale, generator=seeds.generator(cfg.init_seed, "init"))
     out = Setup(model)
     if cfg.method in ("dense", "small_dense"):
-        init_lib.initialize(model, **{**init_kwargs, "scheme": "dense"})
+        init_lib.initialize(model, **init_kwargs)
         return out
     if cfg.method == "prune":
         masks_lib.attach(model, {k: torch.ones_like(w) for k, w in models.prunable(model).items()})
-        init_lib.initialize(model, **{**init_kwargs, "scheme": "dense"})
+        init_lib.initialize(model, **init_kwargs)
         out.pruning = GradualPruning.from_config(cfg.prune, cfg.mask.sparsity)
         return out
 

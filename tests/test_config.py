@@ -43,6 +43,7 @@ def test_numbers_written_as_yaml_strings_are_accepted():
     ({"dst": {"drop_fraction": 0}}, "dst.drop_fraction: expected in (0, 1]"),
     ({"prune": {"begin_step": 50, "end_step": 10}}, "prune.end_step: must be >= prune.begin_step"),
     ({"method": "lottery"}, "mask.source: method 'lottery' needs"),
+    ({"method": "prune", "init": {"scheme": "ours"}}, "init.scheme: method 'prune' does not draw a sparse init"),
     ({"method": "prune", "optim": {"steps": 600}}, "prune.end_step: 7000 is not before the end of training"),
     ({"method": "prune", "prune": {"end_step": 6950}}, "prune.end_step: must be prune.begin_step (3000) plus"),
 ])
