@@ -76,6 +76,7 @@ class Trainer:
         self.history: dict[int, dict] = defaultdict(dict)
         self.loss_sum, self.loss_count = torch.zeros((), device=device), 0
         self.elapsed = 0.0
+        self._norms: tuple[int, dict] = (-1, {})
         log = cfg.log
         self.checkpoints = set(log.checkpoints)
         self.update_checkpoints = set(log.update_checkpoints)
@@ -123,7 +124,8 @@ class Trainer:
         info = dst.update(self.model, t, self.optimizer, grads)
         if t in self.update_checkpoints:
             self.writer.save_checkpoint(self.model.state_dict(), t, "post")
-        after = gradient_norms(self.model, *self.probe)["grad_norm"]
+        self._norms = (t, gradient_norms(self.model, *self.probe))   # reused by a log at the same step
+        after = self._norms[1]["grad_norm"]
         self.history[t].update(info, grad_norm_before=before, grad_norm_after=after, grad_norm_delta=after - before)
 
     def _log(self, t: int) -> dict:
@@ -134,7 +136,8 @@ class Trainer:
         self.loss_count = 0
         row["test_loss"], row["test_acc"] = evaluate(self.model, self.data.test_x, self.data.test_y,
                                                      self.cfg.log.eval_batch_size)
-        row.update(gradient_norms(self.model, *self.probe))
+        cached_step, norms = self._norms
+        row.update(norms if cached_step == t else gradient_norms(self.model, *self.probe))
         if self.mask_tensors:
             row["sparsity"] = masks_lib.sparsity_report(self.model)["sparsity"]
         return row
