@@ -37,15 +37,21 @@ def _click_type(tp):
     return str, False  # str, Optional[str], and lists written "0,500,1000"
 
 
+def _shown(default) -> str:
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, tuple):
+        return "[" + ", ".join(map(str, default)) + "]"
+    return str(default)
+
+
 def config_options(func):
     """Decorate a click command with one option per RunConfig field."""
     for key, tp, f in reversed(list(C.leaf_fields())):
         ctype, is_flag = _click_type(tp)
-        default = f.default if f.default is not C.dataclasses.MISSING else None
-        shown = "none" if default is None else (
-            "[" + ", ".join(map(str, default)) + "]" if isinstance(default, tuple) else str(default).lower()
-            if isinstance(default, bool) else default)
-        help_text = f"{f.metadata.get('help', '')}  [default: {shown}]"
+        help_text = f"{f.metadata.get('help', '')}  [default: {_shown(f.default)}]"
         if is_flag:
             decl = f"{_option_name(key)}/--no-{key.replace('_', '-').replace('.', '-')}"
             opt = click.option(decl, _param_name(key), default=None, help=help_text)

@@ -112,17 +112,14 @@ def load_idx_dataset(name: str, root="data", download: bool = True) -> Dataset:
     ``/usr/share/datasets/fashion-mnist``). Files may be gzipped.
     """
     root = Path(root)
-    files = _locate(name, root)
+    files, reason = _locate(name, root), "download disabled"
     if files is None and download:
         try:
             _download(name, root)
+            reason = "download finished but the files are not where expected"
         except Exception as e:  # no network, mirror down, checksum mismatch, ...
             reason = f"download failed ({e.__class__.__name__}: {str(e).splitlines()[0][:120]})"
-        else:
-            reason = "download finished but the files are not where expected"
         files = _locate(name, root)
-    else:
-        reason = "download disabled"
     if files is None:
         looked = ", ".join(str(d) for d in _candidate_dirs(name, root))
         hint = ("apt-get install dataset-fashion-mnist, or " if name == "fashion_mnist" else "")

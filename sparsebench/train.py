@@ -143,8 +143,9 @@ class Trainer:
         return row
 
     def _sgd_step(self, t: int) -> None:
+        lr = self.lr(t)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr(t)
+            group["lr"] = lr
         x, y = self._next_batch()
         loss = F.cross_entropy(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
