@@ -158,5 +158,119 @@ def train(config_file, overrides, seed, out_dir, device, progress, resume, resum
                f"steps/s={m['steps_per_s']:.1f} -> {run.path}")
 
 
+
+# -- the study's stages (params.yaml) --------------------------------------------------------------
+
+def _study_options(func):
+    func = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help="Override a params.yaml key, e.g. --set scale.steps=600 (repeatable).")(func)
+    return click.option("--params", "params_file", default="params.yaml", show_default=True,
+                        type=click.Path(dir_okay=False), help="The study's parameters.")(func)
+
+
+def _load_study(params_file, overrides):
+    from . import study
+    try:
+        return study.load(params_file, overrides)
+    except C.ConfigError as e:
+        _fail(str(e), 2)
+
+
+def data_command() -> click.Command:
+    """The data stage: validate params.yaml and write ``<data.root>/<data.dataset>/`` (IDX files)."""
+    @click.command(context_settings=_HELP)
+    @_study_options
+    def data(params_file, overrides):
+        """Stage `data`: make the dataset of params.yaml available as IDX files in <data.root>/<data.dataset>/.
+
+        MNIST / Fashion-MNIST are found (torchvision's layout, <root>/<dataset>, Debian's
+        /usr/share/datasets/...) or downloaded when data.download is true; the synthetic set is
+        generated. Every training stage reads the files written here (protocol §1.1).
+        """
+        from pathlib import Path
+        from .data import prepare
+        study = _load_study(params_file, overrides)
+        target = Path(study.data.root) / study.data.dataset
+        try:
+            info = prepare(study.data, target)
+        except DataNotFoundError as e:
+            _fail(f"{e}; or choose another dataset: --set data.dataset=fashion_mnist "
+                  f"(data.dataset in {params_file})", 1)
+        click.echo(f"{study.data.dataset}: {info['train']['images']} train / {info['test']['images']} test "
+                   f"images -> {target}")
+    return data
+
+
+def cell_command(method: str, doc: str) -> click.Command:
+    """The training stage of ``method``: trains one cell (experiment × init) of the study, all seeds."""
+    from .study import CELLS
+    experiments = sorted({c.experiment for c in CELLS if c.method == method})
+    inits = sorted({c.init for c in CELLS if c.method == method})
+
+    def choice(values, name):
+        one = len(values) == 1
+        return click.option(f"--{name}", type=click.Choice(values), default=values[0] if one else None,
+                            required=not one, show_default=one, help=f"Which {name} of the study.")
+
+    @click.command(method, context_settings=_HELP, help=doc)
+    @choice(experiments, "experiment")
+    @choice(inits, "init")
+    @click.option("--seed", "seeds", type=int, multiple=True,
+                  help="Train only this seed (repeatable) [default: all of scale.seeds].")
+    @_study_options
+    @click.option("--runs", default="results/runs", show_default=True, type=click.Path(file_okay=False),
+                  help="Root of the run directories: <runs>/<experiment>/<method>/<init>/s<seed>.")
+    @click.option("--work", default=".work", show_default=True, type=click.Path(file_okay=False),
+                  help="Where runs train before they are moved into place (resumable).")
+    @click.option("--device", default=None, help="torch device [default: cuda if available, else cpu].")
+    @click.option("--progress/--no-progress", default=None,
+                  help="Show progress bars [default: when stderr is a terminal].")
+    def command(experiment, init, seeds, params_file, overrides, runs, work, device, progress):
+        import numpy as np
+        import torch
+        from .study import find_cell, run_cell
+        study = _load_study(params_file, overrides)
+        progress = sys.stderr.isatty() if progress is None else progress
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            cell = find_cell(experiment, method, init)
+            done = run_cell(study, cell, runs, work, seeds or None, device=device, progress=progress)
+        except C.ConfigError as e:
+            _fail(str(e), 2)
+        except DataNotFoundError as e:
+            _fail(f"{e}; run the data stage first (python stages/data.py)", 1)
+        accs = [100 * r.metrics["test_acc"] for r in done]
+        click.echo(f"{cell.name}: test acc {np.mean(accs):.2f} ± {np.std(accs):.2f} % over "
+                   f"{len(accs)} seed(s) -> {cell.path(runs)}")
+    return command
+
+
+def report_command() -> click.Command:
+    @click.command("report", context_settings=_HELP)
+    @_study_options
+    @click.option("--runs", default="results/runs", show_default=True, type=click.Path(file_okay=False),
+                  help="Root of the run directories.")
+    @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False),
+                  help="Writes <out>/tables/*.md|csv, <out>/metrics.json, <out>/plots/*.csv.")
+    def report(params_file, overrides, runs, out):
+        """Stage `report`: rebuild Tables 1–3 from the run directories, beside the paper's numbers.
+
+        Each cell is ours as mean ± population std over seeds, the paper's value and a verdict
+        (within 2σ or not). Cells without finished runs are reported as missing, never invented.
+        """
+        from . import report as report_lib
+        study = _load_study(params_file, overrides)
+        tables = report_lib.write(study, runs, out)
+        for name, table in tables.items():
+            counts = table["verdict"].value_counts()
+            click.echo(f"{name}: {counts.get('within 2σ', 0)} within 2σ, {counts.get('outside 2σ', 0)} outside, "
+                       f"{counts.get('missing', 0)} missing -> {out}/tables/{name}.md")
+    return report
+
+
+main.add_command(data_command(), "data")
+main.add_command(report_command(), "report")
+
+
 if __name__ == "__main__":
     main()

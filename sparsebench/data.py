@@ -7,7 +7,9 @@ are gathered by index, so there is no DataLoader in the hot path.
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,9 +162,43 @@ def synthetic(train: int = 4000, test: int = 1000, num_classes: int = 10, seed: 
         shifts = torch.randint(-3, 4, (n, 2), generator=g).tolist()
         x = torch.stack([torch.roll(templates[y[i]], shifts=tuple(shifts[i]), dims=(1, 2)) for i in range(n)])
         x = x * (0.6 + 0.4 * torch.rand(n, 1, 1, 1, generator=g)) + 0.1 * torch.rand(x.shape, generator=g)
-        return x.clamp_(0, 1), y
+        return x.clamp_(0, 1).mul_(255).round_().div_(255), y  # uint8 levels, like an IDX file
 
     return Dataset("synthetic", *make(train), *make(test))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an unsigned-byte IDX file (uncompressed)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    Path(path).write_bytes(header + array.tobytes())
+
+
+def prepare(cfg, out_dir) -> dict:
+    """Materialise the dataset of a DataConfig as four uncompressed IDX files in ``out_dir``.
+
+    This is the pipeline's data stage: MNIST / Fashion-MNIST are located (or downloaded) as
+    :func:`load` would, the synthetic set is generated; the files are written to
+    ``<out_dir>.partial`` and renamed into place, with ``info.json`` (sizes, class counts).
+    Training finds them because ``<root>/<dataset>`` is one of the places it looks.
+    """
+    ds = load(cfg)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    info = {"dataset": cfg.dataset, "in_channels": ds.in_channels, "num_classes": ds.num_classes}
+    for split, (x, y) in {"train": (ds.train_x, ds.train_y), "test": (ds.test_x, ds.test_y)}.items():
+        images, labels = _FILES[split]
+        write_idx(tmp / images, (x.squeeze(1) * 255).round().to(torch.uint8).numpy())
+        write_idx(tmp / labels, y.to(torch.uint8).numpy())
+        info[split] = {"images": len(x), "class_counts": torch.bincount(y).tolist()}
+    (tmp / "info.json").write_text(json.dumps(info, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return info
 
 
 def load(cfg) -> Dataset:

@@ -17,6 +17,10 @@ rigl_inverted
 =================  ==================================  =============================  ==============
 
 Every run gets a fresh optimizer and the full LR schedule (protocol §5).
+
+Runs that start dense (dense, small_dense, prune) and runs that draw a fresh init on a mask
+(scratch, SET, RigL) use different random streams: with one stream, a scratch run with the
+pruning run's seed would start from the pruning run's θ0 ⊙ M — the lottery ticket itself.
 """
 from __future__ import annotations
 
@@ -98,8 +102,9 @@ def _initial_masks(cfg: RunConfig, model: nn.Module):
 def setup(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> Setup:
     """Build the model of ``cfg`` at step 0 (masks attached, weights initialised or loaded)."""
     model = build_model(cfg, in_channels, num_classes)
+    stream = "init" if cfg.method in ("dense", "small_dense", "prune") else "sparse_init"
     init_kwargs = dict(scheme=cfg.init.scheme, dense=cfg.init.dense, ours=cfg.init.ours,
-                       scale=cfg.init.scale, generator=seeds.generator(cfg.init_seed, "init"))
+                       scale=cfg.init.scale, generator=seeds.generator(cfg.init_seed, stream))
     out = Setup(model)
     if cfg.method in ("dense", "small_dense"):
         init_lib.initialize(model, **init_kwargs)

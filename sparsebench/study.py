@@ -1,0 +1,320 @@
+"""The paper's MNIST study as data: which runs each table needs, and their configs (protocol §12).
+
+A *study* is the typed form of ``params.yaml``: the protocol's knobs, each once. A *cell* is one
+(experiment, method, init) entry of a table — e.g. Table 1's "RigL, Ours" — trained for several
+seeds; :meth:`Study.run_config` turns (cell, seed) into the :class:`RunConfig` of one run, and
+:func:`run_cell` trains a cell's seeds into ``<runs>/<experiment>/<method>/<init>/s<seed>``.
+
+Experiments (protocol §5, §12):
+
+* ``table1`` — LeNet5 at ``table1.sparsity`` (95%): dense baseline, small dense, pruning,
+  lottery (seed s from pruning run s, K = ``lottery.rewind_step``), and scratch / SET / RigL /
+  RigL-inverted × dense / liu / ours init, all from pruning run s's mask.
+* ``table2`` — the same at ``table2.sparsity`` (98%): pruning, scratch and RigL × the three inits.
+* ``table3`` — five models derived from *one* pruning solution (Table 1's pruning run
+  ``table3.reference_seed``): lottery and prune-restart over data orders, scratch with the same
+  init over data orders (``same_init``) and with different inits (``diff_init``). Table 1's
+  pruning runs are the "5 Diff. Pruned" row.
+
+Step-valued knobs are written at the protocol's 11,719 steps and rescaled by
+``scale.steps / 11719`` (:meth:`Study.scaled`), so one ``scale.steps`` shortens every schedule
+consistently: pruning still reaches its target at 60% of training, ΔT stays 1/117 of it, etc.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from .config import (DENSE_INITS, MODELS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig,
+                     OptimConfig, PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
+
+#: training length the protocol's step-valued knobs are written for (protocol §3.1)
+PROTOCOL_STEPS = 11719
+INITS = ("dense", "liu", "ours")
+EXPERIMENTS = ("table1", "table2", "table3")
+
+
+def _without(cls, *names: str, name: str, doc: str):
+    """A frozen dataclass with the fields of ``cls`` except ``names`` (same types, help and checks)."""
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, hints[f.name], field(default=f.default, metadata=f.metadata))
+              for f in dataclasses.fields(cls) if f.name not in names]
+    new = dataclasses.make_dataclass(name, fields, frozen=True)
+    new.__doc__ = doc
+    return new
+
+
+TrainParams = _without(OptimConfig, "steps", name="TrainParams",
+                       doc="Optimiser of every run (protocol §3.1); the length is scale.steps.")
+
+
+@dataclass(frozen=True)
+class ScaleParams:
+    """How big a study to run: the paper's, or a quick version of it."""
+    steps: int = param(PROTOCOL_STEPS, "training steps of every run; step-valued knobs are given at 11719 "
+                                       "and rescaled by steps/11719", lambda v: v >= 20, ">= 20")
+    seeds: int = param(5, "seeds per cell (0 .. seeds-1)", lambda v: v > 0, "> 0")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Network (protocol §2.1, §2.2)."""
+    name: Literal[MODELS] = param("lenet5", "architecture: lenet5 or mlp")
+    width: Optional[tuple[int, ...]] = param(None, "hidden sizes; null = the architecture's "
+                                                   "(lenet5 6,16,120,84)")
+    small_dense_width: Optional[tuple[int, ...]] = param(
+        None, "hidden sizes of Small Dense; null = about the sparse parameter count (lenet5 3,3,27,20)")
+
+
+@dataclass(frozen=True)
+class DenseInit:
+    """Masked dense init (protocol §6.1): the Keras initializer of the dense network."""
+    family: Literal[DENSE_INITS] = param("glorot_uniform", "Keras initializer (MNIST code: glorot_uniform)")
+
+
+@dataclass(frozen=True)
+class LiuInit:
+    """Liu et al. layer-scaled init (protocol §6.2): a dense family divided by sqrt(layer density)."""
+    family: Literal[DENSE_INITS] = param("glorot_uniform", "dense family that is rescaled (best reading: "
+                                                           "the dense init's own)")
+
+
+@dataclass(frozen=True)
+class OursInit:
+    """Unit-scaled init, paper Eq. (1) (protocol §6.3): variance scale / fan of each neuron."""
+    family: Literal[UNIT_SCALED] = param("fanin_normal", "fan and distribution")
+    scale: float = param(2.0, "variance scale: 2.0 = paper Eq. 1 (He), 1.0 = official code default",
+                         lambda v: v > 0, "> 0")
+
+
+@dataclass(frozen=True)
+class InitParams:
+    """The three initialisations compared in Tables 1 and 2 (protocol §6)."""
+    dense: DenseInit = field(default_factory=DenseInit)
+    liu: LiuInit = field(default_factory=LiuInit)
+    ours: OursInit = field(default_factory=OursInit)
+
+
+@dataclass(frozen=True)
+class LotteryParams:
+    """Lottery tickets (protocol §5)."""
+    rewind_step: int = param(0, "K: the ticket starts from the pruning run's weights after K steps",
+                             lambda v: v >= 0, ">= 0")
+
+
+@dataclass(frozen=True)
+class SparsityParams:
+    """One table's sparsity."""
+    sparsity: float = param(0.95, "final sparsity of the pruning runs, hence of every mask",
+                            lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Table3Params:
+    """Function similarity (paper §4.3, Table 3; protocol §5, §10.4)."""
+    reference_seed: int = param(0, "Table 1 pruning run whose solution LT / scratch / prune-restart derive "
+                                   "from", lambda v: v >= 0, ">= 0")
+    scratch_init: Literal[INITS] = param("dense", "init of Table 3's scratch rows (scratch.gin: the dense "
+                                                  "Keras init)")
+
+
+@dataclass(frozen=True)
+class Study:
+    """Every knob of the study (``params.yaml``), defaulting to the paper's protocol."""
+    scale: ScaleParams = field(default_factory=ScaleParams)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    log: LogConfig = field(default_factory=LogConfig)
+    init: InitParams = field(default_factory=InitParams)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    lottery: LotteryParams = field(default_factory=LotteryParams)
+    set: DSTConfig = field(default_factory=DSTConfig)
+    rigl: DSTConfig = field(default_factory=DSTConfig)
+    rigl_inverted: DSTConfig = field(default_factory=DSTConfig)
+    table1: SparsityParams = field(default_factory=SparsityParams)
+    table2: SparsityParams = field(default_factory=lambda: SparsityParams(0.98))
+    table3: Table3Params = field(default_factory=Table3Params)
+
+    def __post_init__(self):
+        if self.table3.reference_seed >= self.scale.seeds:
+            raise ConfigError(f"table3.reference_seed: must name one of Table 1's pruning runs "
+                              f"(0 .. scale.seeds-1 = {self.scale.seeds - 1}), got {self.table3.reference_seed}")
+
+    @property
+    def seeds(self) -> range:
+        return range(self.scale.seeds)
+
+    # -- scaling ----------------------------------------------------------------------------
+    @property
+    def ratio(self) -> float:
+        return self.scale.steps / PROTOCOL_STEPS
+
+    def steps(self, value: int) -> int:
+        """A step count of the protocol at this study's length."""
+        return round(value * self.ratio)
+
+    def period(self, value: int) -> int:
+        """A period (frequency) of the protocol at this study's length, at least 1."""
+        return max(1, round(value * self.ratio))
+
+    def scaled(self) -> "Study":
+        """This study with every step-valued knob rescaled to ``scale.steps``."""
+        p = self.prune
+        freq = self.period(p.frequency)
+        begin = self.steps(p.begin_step)
+        prune = dataclasses.replace(p, begin_step=begin, frequency=freq,
+                                    end_step=begin + (p.end_step - p.begin_step) // p.frequency * freq)
+        lg = self.log
+        checkpoints = sorted({self.steps(s) for s in lg.checkpoints})
+        log = dataclasses.replace(
+            lg, log_freq=self.period(lg.log_freq), checkpoints=tuple(checkpoints),
+            checkpoint_every=self.period(lg.checkpoint_every) if lg.checkpoint_every else 0,
+            update_checkpoints=tuple(sorted({self.steps(s) for s in lg.update_checkpoints})))
+
+        def dst(d: DSTConfig) -> DSTConfig:
+            return dataclasses.replace(d, update_freq=self.period(d.update_freq), begin_step=self.steps(d.begin_step),
+                                       end_step=d.end_step if d.end_step < 0 else self.steps(d.end_step))
+        return dataclasses.replace(
+            self, prune=prune, log=log, set=dst(self.set), rigl=dst(self.rigl),
+            rigl_inverted=dst(self.rigl_inverted),
+            lottery=LotteryParams(self.steps(self.lottery.rewind_step)))
+
+    # -- cells ------------------------------------------------------------------------------
+    def run_config(self, cell: "Cell", seed: int, runs: str | Path = "results/runs") -> RunConfig:
+        """The RunConfig of seed ``seed`` of ``cell`` (step-valued knobs rescaled)."""
+        s = self.scaled()
+        method = cell.method
+        d = {"method": method, "init_seed": seed, "data_seed": seed,
+             "data": {**dataclasses.asdict(s.data), "download": False},
+             "model": {"name": s.model.name,
+                       "width": s.model.small_dense_width if method == "small_dense" else s.model.width},
+             "optim": {**dataclasses.asdict(s.train), "steps": s.scale.steps},
+             "log": dataclasses.asdict(s.log),
+             "init": {"dense": s.init.dense.family}}
+        if cell.experiment in ("table1", "table2"):
+            d["mask"] = {"sparsity": getattr(s, cell.experiment).sparsity}
+        scheme = s.table3.scratch_init if cell.init in ("same_init", "diff_init") else cell.init
+        if method in ("scratch", "set", "rigl", "rigl_inverted"):
+            d["init"] = {"scheme": scheme, "dense": (s.init.liu if scheme == "liu" else s.init.dense).family,
+                         "ours": s.init.ours.family, "scale": s.init.ours.scale}
+        if method == "prune":
+            d["prune"] = dataclasses.asdict(s.prune)
+        if method in ("set", "rigl", "rigl_inverted"):
+            d["dst"] = dataclasses.asdict(getattr(s, method))
+        if method == "lottery":
+            d["rewind_step"] = s.lottery.rewind_step
+        if method not in ("dense", "small_dense", "prune"):
+            source_seed = seed if cell.experiment != "table3" else s.table3.reference_seed
+            source = Cell("table1" if cell.experiment == "table3" else cell.experiment, "prune", "dense")
+            d["mask"] = {**d.get("mask", {}), "source": str(source.run_dir(runs, source_seed))}
+        if cell.init == "same_init":
+            d["init_seed"] = s.table3.reference_seed
+        try:
+            return RunConfig.from_dict(d)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (run {cell.name} seed {seed}, scale.steps={self.scale.steps})") from None
+
+    def validate(self) -> None:
+        """Build every run's config once, so a schedule that does not fit fails before any training."""
+        for cell in CELLS:
+            self.run_config(cell, 0)
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One (experiment, method, init) entry of a table, trained for ``scale.seeds`` seeds."""
+    experiment: str
+    method: str
+    init: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/{self.method}/{self.init}"
+
+    def path(self, runs: str | Path = "results/runs") -> Path:
+        return Path(runs) / self.experiment / self.method / self.init
+
+    def run_dir(self, runs: str | Path, seed: int) -> Path:
+        return self.path(runs) / f"s{seed}"
+
+
+def _cells() -> tuple[Cell, ...]:
+    t1 = [("dense", "dense"), ("small_dense", "dense"), ("prune", "dense"), ("lottery", "dense")]
+    t1 += [(m, i) for m in ("scratch", "set", "rigl", "rigl_inverted") for i in INITS]
+    t2 = [("prune", "dense")] + [(m, i) for m in ("scratch", "rigl") for i in INITS]
+    t3 = [("lottery", "dense"), ("scratch", "same_init"), ("scratch", "diff_init"), ("prune_restart", "dense")]
+    return tuple(Cell(e, m, i) for e, rows in (("table1", t1), ("table2", t2), ("table3", t3)) for m, i in rows)
+
+
+#: every cell of the study, in table order
+CELLS = _cells()
+
+
+def find_cell(experiment: str, method: str, init: str) -> Cell:
+    """The cell named by the three keys; a ConfigError lists what exists."""
+    cell = Cell(experiment, method, init)
+    if cell not in CELLS:
+        have = sorted(c.name for c in CELLS if c.method == method) or sorted({c.method for c in CELLS})
+        raise ConfigError(f"cell {cell.name}: not part of the study; {method} cells: {', '.join(have)}")
+    return cell
+
+
+def load(path: str | Path = "params.yaml", overrides: typing.Iterable[str] = ()) -> Study:
+    """Read and validate ``params.yaml`` with ``key=value`` overrides; ConfigError names the bad key."""
+    data = load_yaml(path)
+    for text in overrides:
+        set_path(data, *parse_override(text))
+    study = build(Study, data)
+    study.validate()
+    return study
+
+
+def run_cell(study: Study, cell: Cell, runs: str | Path = "results/runs", work: str | Path = ".work",
+             seeds: typing.Iterable[int] | None = None, *, device: str = "cpu", progress: bool = True) -> list:
+    """Train ``cell``'s seeds and publish them in ``cell.path(runs)``; returns the finished Runs.
+
+    Runs are trained under ``work`` (where an interrupted run resumes, even after a pipeline
+    tool deleted the cell's outputs) and moved into place when all are done. Without ``seeds``
+    the cell's directory ends up holding exactly ``s0 .. s<seeds-1>``; with ``seeds`` only those
+    are (re)placed. A finished run whose config is unchanged is kept, not retrained.
+    """
+    from . import data as data_lib
+    from .rundir import Run
+    from .train import train
+    all_seeds = seeds is None
+    seeds = list(study.seeds if all_seeds else seeds)
+    bad = [s for s in seeds if s not in study.seeds]
+    if bad:
+        raise ConfigError(f"seed: {bad[0]} is not one of the study's seeds 0..{study.scale.seeds - 1}")
+    configs = {s: study.run_config(cell, s, runs) for s in seeds}
+    out, staging = cell.path(runs), cell.path(work)
+    todo = [s for s in seeds if not _finished(cell.run_dir(runs, s), configs[s])]
+    dataset = data_lib.load(configs[todo[0]].data) if todo else None
+    for s in todo:
+        train(configs[s], cell.run_dir(work, s), dataset, device=device, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    if all_seeds:
+        for stale in out.iterdir():
+            if stale.name not in {f"s{s}" for s in seeds}:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    for s in todo:
+        target = cell.run_dir(runs, s)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(cell.run_dir(work, s)), target)
+    if staging.exists() and not any(staging.iterdir()):
+        staging.rmdir()
+    return [Run(cell.run_dir(runs, s)) for s in seeds]
+
+
+def _finished(path: Path, cfg: RunConfig) -> bool:
+    from .rundir import Run
+    try:
+        return Run(path).config == cfg
+    except (FileNotFoundError, ConfigError):
+        return False
