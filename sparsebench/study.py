@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+from . import data as data_lib
 from .config import (DENSE_INITS, MODELS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig,
                      OptimConfig, PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
+from .rundir import Run
+from .train import train
 
 #: training length the protocol's step-valued knobs are written for (protocol §3.1)
 PROTOCOL_STEPS = 11719
@@ -141,6 +144,10 @@ class Study:
     table3: Table3Params = field(default_factory=Table3Params)
 
     def __post_init__(self):
+        p = self.prune
+        if p.end_step < p.begin_step or (p.end_step - p.begin_step) % p.frequency:
+            raise ConfigError(f"prune.end_step: must be prune.begin_step ({p.begin_step}) plus a multiple of "
+                              f"prune.frequency ({p.frequency}), got {p.end_step}")
         if self.table3.reference_seed >= self.scale.seeds:
             raise ConfigError(f"table3.reference_seed: must name one of Table 1's pruning runs "
                               f"(0 .. scale.seeds-1 = {self.scale.seeds - 1}), got {self.table3.reference_seed}")
@@ -194,14 +201,15 @@ class Study:
              "model": {"name": s.model.name,
                        "width": s.model.small_dense_width if method == "small_dense" else s.model.width},
              "optim": {**dataclasses.asdict(s.train), "steps": s.scale.steps},
-             "log": dataclasses.asdict(s.log),
-             "init": {"dense": s.init.dense.family}}
-        if cell.experiment in ("table1", "table2"):
+             "log": dataclasses.asdict(s.log)}
+        if method in ("dense", "small_dense", "prune"):
+            d["init"] = {"dense": s.init.dense.family}
+        if cell.experiment in ("table1", "table2") and method not in ("dense", "small_dense"):
             d["mask"] = {"sparsity": getattr(s, cell.experiment).sparsity}
         scheme = s.table3.scratch_init if cell.init in ("same_init", "diff_init") else cell.init
         if method in ("scratch", "set", "rigl", "rigl_inverted"):
-            d["init"] = {"scheme": scheme, "dense": (s.init.liu if scheme == "liu" else s.init.dense).family,
-                         "ours": s.init.ours.family, "scale": s.init.ours.scale}
+            d["init"] = ({"scheme": "ours", "ours": s.init.ours.family, "scale": s.init.ours.scale}
+                         if scheme == "ours" else {"scheme": scheme, "dense": getattr(s.init, scheme).family})
         if method == "prune":
             d["prune"] = dataclasses.asdict(s.prune)
         if method in ("set", "rigl", "rigl_inverted"):
@@ -283,9 +291,6 @@ def run_cell(study: Study, cell: Cell, runs: str | Path = "results/runs", work: 
     the cell's directory ends up holding exactly ``s0 .. s<seeds-1>``; with ``seeds`` only those
     are (re)placed. A finished run whose config is unchanged is kept, not retrained.
     """
-    from . import data as data_lib
-    from .rundir import Run
-    from .train import train
     all_seeds = seeds is None
     seeds = list(study.seeds if all_seeds else seeds)
     bad = [s for s in seeds if s not in study.seeds]
@@ -307,13 +312,13 @@ def run_cell(study: Study, cell: Cell, runs: str | Path = "results/runs", work: 
         if target.exists():
             shutil.rmtree(target)
         shutil.move(str(cell.run_dir(work, s)), target)
-    if staging.exists() and not any(staging.iterdir()):
-        staging.rmdir()
+    for level in (staging, staging.parent, staging.parent.parent, Path(work)):  # leave no empty dirs
+        if level.exists() and not any(level.iterdir()):
+            level.rmdir()
     return [Run(cell.run_dir(runs, s)) for s in seeds]
 
 
 def _finished(path: Path, cfg: RunConfig) -> bool:
-    from .rundir import Run
     try:
         return Run(path).config == cfg
     except (FileNotFoundError, ConfigError):

@@ -9,9 +9,9 @@ from sparsebench import data
 
 
 def _write_idx(path, array, compress):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    (gzip.open if compress else open)(path, "wb").write(payload)
+    data.write_idx(path, array)
+    if compress:
+        path.write_bytes(gzip.compress(path.read_bytes()))
 
 
 @pytest.fixture
@@ -70,3 +70,26 @@ def test_synthetic_is_deterministic_and_mnist_shaped():
     a, b = data.synthetic(2000, 100), data.synthetic(2000, 100)
     assert torch.equal(a.train_x, b.train_x) and a.train_x.shape == (2000, 1, 28, 28)
     assert a.num_classes == 10 and 0 <= a.train_x.min() and a.train_x.max() <= 1
+
+
+def test_prepare_writes_what_training_reads(idx_root, tmp_path):
+    """The data stage: IDX files in <root>/<dataset>, found there by the loader, bytes unchanged."""
+    from sparsebench.config import DataConfig
+    source = data.load_idx_dataset("fashion_mnist", idx_root, download=False)
+    info = data.prepare(DataConfig(dataset="fashion_mnist", root=str(idx_root), download=False),
+                        tmp_path / "prepared" / "fashion_mnist")
+    assert info["train"]["images"] == 2500 and sum(info["test"]["class_counts"]) == 300
+    assert sorted(p.name for p in (tmp_path / "prepared" / "fashion_mnist").iterdir()) == [
+        "info.json", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    again = data.load_idx_dataset("fashion_mnist", tmp_path / "prepared", download=False)
+    assert torch.equal(again.train_x, source.train_x) and torch.equal(again.test_y, source.test_y)
+    assert not (tmp_path / "prepared" / "fashion_mnist.partial").exists()
+
+
+def test_prepared_synthetic_set_is_exactly_the_generated_one(tmp_path):
+    from sparsebench.config import DataConfig
+    data.prepare(DataConfig(dataset="synthetic", synthetic_train=2000, synthetic_test=100), tmp_path / "synthetic")
+    generated = data.synthetic(2000, 100)
+    images = torch.from_numpy(data.read_idx(tmp_path / "synthetic" / "train-images-idx3-ubyte").copy())
+    assert torch.equal(images.unsqueeze(1).float() / 255, generated.train_x)

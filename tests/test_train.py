@@ -88,6 +88,15 @@ def test_prune_restart_starts_at_the_pruning_solution(dataset, prune_run, tmp_pa
     assert all(torch.equal(start[k], final[k]) for k in final)
 
 
+def test_scratch_with_the_pruning_seed_is_not_the_ticket(dataset, prune_run, tmp_path):
+    """Sparse-init runs draw from their own stream: scratch (dense init) with the pruning run's
+    init_seed must not start from θ0 ⊙ M, or Scratch and Lottery would be the same run."""
+    seed = prune_run.config.init_seed
+    scratch = train(_cfg("scratch", prune_run, init_seed=seed), tmp_path / "s", dataset, progress=False)
+    lottery = train(_cfg("lottery", prune_run), tmp_path / "l", dataset, progress=False)
+    assert not torch.equal(scratch.checkpoint(0)["fc1.weight"], lottery.checkpoint(0)["fc1.weight"])
+
+
 def test_seeds_same_init_different_data_and_reproducibility(dataset, prune_run, tmp_path):
     def run(name, init_seed, data_seed):
         return train(_cfg("scratch", prune_run, init_seed=init_seed, data_seed=data_seed, **{"init.scheme": "ours"}),

@@ -27,12 +27,12 @@ TITLES = {
 
 
 def _settings(study: Study) -> str:
-    ours = (f"{study.data.dataset}, {study.model.name}, {study.scale.steps} steps/run, "
-            f"{study.scale.seeds} seed(s)")
-    paper = f"mnist, lenet5, {PROTOCOL_STEPS} steps/run, 5 seeds"
+    ours = (study.data.dataset, study.model.name, study.scale.steps, study.scale.seeds)
+    paper = ("mnist", "lenet5", PROTOCOL_STEPS, 5)
     note = "" if ours == paper else (" — **not the paper's settings**: the verdicts compare unlike "
                                      "experiments and say only how far this run is from the paper")
-    return f"Ours: {ours}. Paper: {paper}{note}."
+    return ("Ours: {}, {}, {} steps/run, {} seed(s). ".format(*ours) +
+            "Paper: {}, {}, {} steps/run, {} seeds".format(*paper) + note + ".")
 
 
 def grad_norm_curves(study: Study, runs: Path, experiment: str) -> pd.DataFrame:
