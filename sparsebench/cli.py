@@ -158,7 +158,6 @@ def train(config_file, overrides, seed, out_dir, device, progress, resume, resum
                f"steps/s={m['steps_per_s']:.1f} -> {run.path}")
 
 
-
 # -- the study's stages (params.yaml) --------------------------------------------------------------
 
 def _study_options(func):
@@ -194,8 +193,8 @@ def data_command() -> click.Command:
         try:
             info = prepare(study.data, target)
         except DataNotFoundError as e:
-            _fail(f"{e}; or choose another dataset: --set data.dataset=fashion_mnist "
-                  f"(data.dataset in {params_file})", 1)
+            _fail(f"{e} (data.dataset in {params_file}; e.g. --set data.dataset=fashion_mnist, "
+                  f"or dvc exp run -S data.dataset=fashion_mnist)", 1)
         click.echo(f"{study.data.dataset}: {info['train']['images']} train / {info['test']['images']} test "
                    f"images -> {target}")
     return data

@@ -210,8 +210,9 @@ class Study:
         if method in ("scratch", "set", "rigl", "rigl_inverted"):
             d["init"] = ({"scheme": "ours", "ours": s.init.ours.family, "scale": s.init.ours.scale}
                          if scheme == "ours" else {"scheme": scheme, "dense": getattr(s.init, scheme).family})
-        if method == "prune":
+        if method == "prune":  # it also saves the weights the lottery tickets rewind to
             d["prune"] = dataclasses.asdict(s.prune)
+            d["log"]["checkpoints"] = sorted({*s.log.checkpoints, s.lottery.rewind_step})
         if method in ("set", "rigl", "rigl_inverted"):
             d["dst"] = dataclasses.asdict(getattr(s, method))
         if method == "lottery":

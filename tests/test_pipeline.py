@@ -53,7 +53,7 @@ def test_data_stage_without_data_says_what_to_do(tmp_path, monkeypatch):
     if res.exit_code == 0:
         pytest.skip("MNIST is installed on this machine")
     assert res.exit_code == 1
-    assert "mnist: IDX files" in res.output and "--set data.dataset=fashion_mnist" in res.output
+    assert "mnist: IDX files" in res.output and "-S data.dataset=fashion_mnist" in res.output
     assert not (tmp_path / "nowhere" / "mnist").exists()
 
 

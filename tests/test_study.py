@@ -123,6 +123,9 @@ def test_run_configs_of_cells():
     assert {c.init.scheme for c in same + diff} == {"dense"}
     assert st.run_config(cell("table2", "prune", "dense"), 0).mask.sparsity == 0.98
     assert st.run_config(cell("table2", "rigl", "ours"), 1).mask.source == "results/runs/table2/prune/dense/s1"
+    late = S.load(ROOT / "params.yaml", ["lottery.rewind_step=500"])
+    assert late.run_config(cell("table1", "prune", "dense"), 0).log.checkpoints == (0, 500)  # θ_K is saved
+    assert late.run_config(cell("table1", "lottery", "dense"), 0).rewind_step == 500
     sd = st.run_config(cell("table1", "small_dense", "dense"), 0)
     assert sd.model.width is None and sd.method == "small_dense"
     liu = S.load(ROOT / "params.yaml", ["init.liu.family=he_normal"]).run_config(cell("table1", "set", "liu"), 0)
