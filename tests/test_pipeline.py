@@ -68,7 +68,8 @@ def test_cell_command_trains_one_seed_by_hand(tmp_path, monkeypatch):
 
 
 def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # stages' `python`
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(repo), "DVC_NO_ANALYTICS": "1"}
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=1200)
 
