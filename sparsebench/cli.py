@@ -175,29 +175,26 @@ def _load_study(params_file, overrides):
         _fail(str(e), 2)
 
 
-def data_command() -> click.Command:
-    """The data stage: validate params.yaml and write ``<data.root>/<data.dataset>/`` (IDX files)."""
-    @click.command(context_settings=_HELP)
-    @_study_options
-    def data(params_file, overrides):
-        """Stage `data`: make the dataset of params.yaml available as IDX files in <data.root>/<data.dataset>/.
+@main.command(context_settings=_HELP)
+@_study_options
+def data(params_file, overrides):
+    """Stage `data`: make the dataset of params.yaml available as IDX files in <data.root>/<data.dataset>/.
 
-        MNIST / Fashion-MNIST are found (torchvision's layout, <root>/<dataset>, Debian's
-        /usr/share/datasets/...) or downloaded when data.download is true; the synthetic set is
-        generated. Every training stage reads the files written here (protocol §1.1).
-        """
-        from pathlib import Path
-        from .data import prepare
-        study = _load_study(params_file, overrides)
-        target = Path(study.data.root) / study.data.dataset
-        try:
-            info = prepare(study.data, target)
-        except DataNotFoundError as e:
-            _fail(f"{e} (data.dataset in {params_file}; e.g. --set data.dataset=fashion_mnist, "
-                  f"or dvc exp run -S data.dataset=fashion_mnist)", 1)
-        click.echo(f"{study.data.dataset}: {info['train']['images']} train / {info['test']['images']} test "
-                   f"images -> {target}")
-    return data
+    MNIST / Fashion-MNIST are found (torchvision's layout, <root>/<dataset>, Debian's
+    /usr/share/datasets/...) or downloaded when data.download is true; the synthetic set is
+    generated. Every training stage reads the files written here (protocol §1.1).
+    """
+    from pathlib import Path
+    from .data import prepare
+    study = _load_study(params_file, overrides)
+    target = Path(study.data.root) / study.data.dataset
+    try:
+        info = prepare(study.data, target)
+    except DataNotFoundError as e:
+        _fail(f"{e} (data.dataset in {params_file}; e.g. --set data.dataset=fashion_mnist, "
+              f"or dvc exp run -S data.dataset=fashion_mnist)", 1)
+    click.echo(f"{study.data.dataset}: {info['train']['images']} train / {info['test']['images']} test "
+               f"images -> {target}")
 
 
 def cell_command(method: str, doc: str) -> click.Command:
@@ -244,31 +241,23 @@ def cell_command(method: str, doc: str) -> click.Command:
     return command
 
 
-def report_command() -> click.Command:
-    @click.command("report", context_settings=_HELP)
-    @_study_options
-    @click.option("--runs", default="results/runs", show_default=True, type=click.Path(file_okay=False),
-                  help="Root of the run directories.")
-    @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False),
-                  help="Writes <out>/tables/*.md|csv, <out>/metrics.json, <out>/plots/*.csv.")
-    def report(params_file, overrides, runs, out):
-        """Stage `report`: rebuild Tables 1–3 from the run directories, beside the paper's numbers.
+@main.command(context_settings=_HELP)
+@_study_options
+@click.option("--runs", default="results/runs", show_default=True, type=click.Path(file_okay=False),
+              help="Root of the run directories.")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Writes <out>/tables/*.md|csv, <out>/metrics.json, <out>/plots/*.csv.")
+def report(params_file, overrides, runs, out):
+    """Stage `report`: rebuild Tables 1–3 from the run directories, beside the paper's numbers.
 
-        Each cell is ours as mean ± population std over seeds, the paper's value and a verdict
-        (within 2σ or not). Cells without finished runs are reported as missing, never invented.
-        """
-        from . import report as report_lib
-        study = _load_study(params_file, overrides)
-        tables = report_lib.write(study, runs, out)
-        for name, table in tables.items():
-            counts = table["verdict"].value_counts()
-            click.echo(f"{name}: {counts.get('within 2σ', 0)} within 2σ, {counts.get('outside 2σ', 0)} outside, "
-                       f"{counts.get('missing', 0)} missing -> {out}/tables/{name}.md")
-    return report
-
-
-main.add_command(data_command(), "data")
-main.add_command(report_command(), "report")
+    Each cell is ours as mean ± population std over seeds, the paper's value and a verdict
+    (within 2σ or not). Cells without finished runs are reported as missing, never invented.
+    """
+    from . import report as report_lib
+    study = _load_study(params_file, overrides)
+    tables = report_lib.write(study, runs, out)
+    for name, table in tables.items():
+        click.echo(f"{name}: {report_lib.summary(table)} -> {out}/tables/{name}.md")
 
 
 if __name__ == "__main__":

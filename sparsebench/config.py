@@ -126,6 +126,13 @@ class PruneConfig:
     initial_sparsity: float = param(0.0, "sparsity at begin_step", _fraction, "in [0, 1)")
     power: int = param(3, "exponent of the polynomial schedule", _positive, "> 0")
 
+    def check_reaches_target(self) -> None:
+        """The last update must land on end_step, or the final sparsity is never reached."""
+        if (self.end_step - self.begin_step) % self.frequency:
+            raise ConfigError(f"prune.end_step: must be prune.begin_step ({self.begin_step}) plus a multiple of "
+                              f"prune.frequency ({self.frequency}) so the final sparsity is reached, "
+                              f"got {self.end_step}")
+
 
 @dataclass(frozen=True)
 class DSTConfig:
@@ -194,9 +201,7 @@ class RunConfig:
             if p.end_step >= self.optim.steps:
                 raise ConfigError(f"prune.end_step: {p.end_step} is not before the end of training "
                                   f"(optim.steps={self.optim.steps}); scale the pruning schedule with the steps")
-            if (p.end_step - p.begin_step) % p.frequency:
-                raise ConfigError(f"prune.end_step: must be prune.begin_step ({p.begin_step}) plus a multiple of "
-                                  f"prune.frequency ({p.frequency}) so the final sparsity is reached, got {p.end_step}")
+            p.check_reaches_target()
         if any(s < 0 for s in self.log.checkpoints):
             raise ConfigError(f"log.checkpoints: steps must be >= 0, got {list(self.log.checkpoints)}")
 

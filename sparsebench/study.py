@@ -144,10 +144,7 @@ class Study:
     table3: Table3Params = field(default_factory=Table3Params)
 
     def __post_init__(self):
-        p = self.prune
-        if p.end_step < p.begin_step or (p.end_step - p.begin_step) % p.frequency:
-            raise ConfigError(f"prune.end_step: must be prune.begin_step ({p.begin_step}) plus a multiple of "
-                              f"prune.frequency ({p.frequency}), got {p.end_step}")
+        self.prune.check_reaches_target()  # before scaling, which would round a misfit away
         if self.table3.reference_seed >= self.scale.seeds:
             raise ConfigError(f"table3.reference_seed: must name one of Table 1's pruning runs "
                               f"(0 .. scale.seeds-1 = {self.scale.seeds - 1}), got {self.table3.reference_seed}")

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from sparsebench import study as S
-from sparsebench.cli import cell_command, data_command
+from sparsebench.cli import cell_command, data
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the whole study in miniature: 120 steps, one seed, the synthetic set, small probe batches
@@ -49,7 +49,7 @@ def test_run_cell_resumes_an_interrupted_seed_from_the_work_area(tmp_path, monke
 def test_data_stage_without_data_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copy(ROOT / "params.yaml", tmp_path)
-    res = CliRunner().invoke(data_command(), ["--set", "data.download=false", "--set", "data.root=nowhere"])
+    res = CliRunner().invoke(data, ["--set", "data.download=false", "--set", "data.root=nowhere"])
     if res.exit_code == 0:
         pytest.skip("MNIST is installed on this machine")
     assert res.exit_code == 1

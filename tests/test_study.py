@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from sparsebench import study as S
-from sparsebench.cli import cell_command, data_command
+from sparsebench.cli import cell_command, data
 from sparsebench.config import ConfigError, leaf_fields
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_bad_files(tmp_path):
 
 @pytest.mark.parametrize("command, args", [
     (cell_command("rigl", ""), ["--experiment", "table1", "--init", "ours"]),
-    (data_command(), []),
+    (data, []),
 ])
 def test_stage_commands_refuse_bad_params_before_writing(tmp_path, monkeypatch, command, args):
     monkeypatch.chdir(tmp_path)

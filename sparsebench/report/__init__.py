@@ -15,9 +15,9 @@ import pandas as pd
 from ..rundir import Run
 from ..study import CELLS, PROTOCOL_STEPS, Study
 from .paper import REPORTED, Reported, reported
-from .tables import SimilarityLookup, build, render
+from .tables import SimilarityLookup, build, render, summary
 
-__all__ = ["write", "build", "render", "REPORTED", "Reported", "reported"]
+__all__ = ["write", "build", "render", "summary", "REPORTED", "Reported", "reported"]
 
 TITLES = {
     "table1": "Table 1 (LeNet5 columns): test accuracy (%) by initialisation, {s1:.0%} sparse",
@@ -76,13 +76,11 @@ def _metrics(tables: dict[str, pd.DataFrame]) -> dict:
 def _markdown(name: str, study: Study, table: pd.DataFrame) -> str:
     title = TITLES[name].format(s1=study.table1.sparsity, s2=study.table2.sparsity)
     view = render(table)
-    counts = table["verdict"].value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("within 2σ", "outside 2σ", "missing"))
     lines = [f"# {title}", "", _settings(study), "",
              "Each cell: ours as mean±std over n seeds (population std, as in the paper) · the paper's "
              "value · ✓ within 2σ (σ² = σ_ours² + σ_paper²) / ✗ outside. "
              "`missing`: no finished runs (or, for Table 3's similarity columns, no analysis output yet).",
-             "", view.to_markdown(tablefmt="github"), "", f"Cells: {summary}.", ""]
+             "", view.to_markdown(tablefmt="github"), "", f"Cells: {summary(table)}.", ""]
     return "\n".join(lines)
 
 

@@ -139,6 +139,12 @@ def _fmt(mean, std, decimals: int, single: bool = False) -> str:
     return f"{mean:.{decimals}f}±{std:.{decimals}f}"
 
 
+def summary(table: pd.DataFrame) -> str:
+    """How many cells are within 2σ, outside, missing."""
+    counts = table["verdict"].value_counts()
+    return ", ".join(f"{counts.get(v, 0)} {v}" for v in ("within 2σ", "outside 2σ", "missing"))
+
+
 _MARK = {"within 2σ": "✓", "outside 2σ": "✗", "missing": "", "–": ""}
 
 
