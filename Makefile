@@ -5,7 +5,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
 # Quick version of the study: Fashion-MNIST (offline), 600 steps per run, 2 seeds, as a DVC experiment.
-QUICK   ?= -S data.dataset=fashion_mnist -S scale.steps=600 -S scale.seeds=2 -S log.log_freq=2000
+QUICK   ?= -S data.dataset=fashion_mnist -S scale.steps=600 -S scale.seeds=2 -S log.log_freq=2000 \
+	   -S hessian.images=100 -S 'hessian.steps=[2000,11500]' -S 'hessian.updates=[2000]' \
+	   -S interpolation.images=10000
 DVC      = PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 dvc
 
 .PHONY: install test repro quick clean

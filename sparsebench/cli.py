@@ -241,23 +241,71 @@ def cell_command(method: str, doc: str) -> click.Command:
     return command
 
 
+#: the analyses of sparsebench.analysis.suite, in pipeline order
+ANALYSES = ("signal_propagation", "gradient_flow", "hessian", "interpolation", "distances", "similarity")
+
+
+def analysis_command(name: str, doc: str) -> click.Command:
+    """The stage of one analysis: reads the study's run directories and writes ``<out>`` (one directory)."""
+    import inspect
+
+    @click.command(name.replace("_", "-"), context_settings=_HELP, help=doc)
+    @_study_options
+    @click.option("--runs", default="results/runs", show_default=True, type=click.Path(file_okay=False),
+                  help="Root of the run directories.")
+    @click.option("--out", default=f"results/analysis/{name}", show_default=True,
+                  type=click.Path(file_okay=False), help="Output directory (replaced as a whole).")
+    @click.option("--device", default=None, help="torch device [default: cuda if available, else cpu].")
+    @click.option("--progress/--no-progress", default=None,
+                  help="Show progress bars [default: when stderr is a terminal].")
+    def command(params_file, overrides, runs, out, device, progress):
+        import torch
+        from .analysis import suite
+        study = _load_study(params_file, overrides)
+        run = getattr(suite, name)
+        given = {"runs": runs, "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                 "progress": sys.stderr.isatty() if progress is None else progress}
+        accepted = inspect.signature(run).parameters
+        try:
+            files = run(study, **{k: v for k, v in given.items() if k in accepted})
+        except DataNotFoundError as e:
+            _fail(f"{e}; run the data stage first (python stages/data.py)", 1)
+        except FileNotFoundError as e:
+            _fail(f"{e}; train it first (dvc repro, or the stage named in its path)", 1)
+        suite.write(files, out)
+        click.echo(f"{name}: {', '.join(files)} -> {out}")
+    return command
+
+
+@main.group(context_settings=_HELP)
+def analyze():
+    """Run one analysis of the paper over the study's run directories (the DVC analysis stages)."""
+
+
+for _name in ANALYSES:
+    analyze.add_command(analysis_command(_name, f"Analysis `{_name}`: see sparsebench.analysis.{_name}."))
+
+
 @main.command(context_settings=_HELP)
 @_study_options
 @click.option("--runs", default="results/runs", show_default=True, type=click.Path(file_okay=False),
               help="Root of the run directories.")
+@click.option("--analysis", default="results/analysis", show_default=True, type=click.Path(file_okay=False),
+              help="Root of the analyses' outputs (missing ones are reported as missing).")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False),
-              help="Writes <out>/tables/*.md|csv, <out>/metrics.json, <out>/plots/*.csv.")
-def report(params_file, overrides, runs, out):
-    """Stage `report`: rebuild Tables 1–3 from the run directories, beside the paper's numbers.
+              help="Writes <out>/tables/*.md|csv, <out>/figures/*.png, <out>/metrics.json.")
+def report(params_file, overrides, runs, analysis, out):
+    """Stage `report`: rebuild Tables 1–3 and the figures from the runs and analyses, beside the paper's numbers.
 
-    Each cell is ours as mean ± population std over seeds, the paper's value and a verdict
-    (within 2σ or not). Cells without finished runs are reported as missing, never invented.
+    Each table cell is ours as mean ± population std over seeds, the paper's value and a verdict
+    (within 2σ or not). Cells without finished runs or analyses are reported as missing, never invented.
     """
     from . import report as report_lib
     study = _load_study(params_file, overrides)
-    tables = report_lib.write(study, runs, out)
+    tables, figures = report_lib.write(study, runs, out, analysis)
     for name, table in tables.items():
         click.echo(f"{name}: {report_lib.summary(table)} -> {out}/tables/{name}.md")
+    click.echo(f"figures: {', '.join(figures) or 'none (no analysis outputs yet)'} -> {out}/figures")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-_STREAMS = {"init": 0, "mask": 1, "set": 2, "noise": 3, "shuffle": 4, "sparse_init": 5}
+_STREAMS = {"init": 0, "mask": 1, "set": 2, "noise": 3, "shuffle": 4, "sparse_init": 5, "signal_propagation": 6}
 
 
 def derive(*keys) -> int:

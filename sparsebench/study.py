@@ -125,6 +125,64 @@ class Table3Params:
                                                   "Keras init)")
 
 
+#: the protocol's Hessian checkpoints (hessian.gin ``ckpt_ids``): every 100 to 2000, then every 500
+HESSIAN_STEPS = tuple(range(100, 2001, 100)) + tuple(range(2500, 11501, 500))
+#: Table 1 methods whose runs can carry Hessian checkpoints (a mask restricts the coordinates)
+HESSIAN_METHODS = ("prune", "lottery", "scratch", "set", "rigl", "rigl_inverted")
+DST_METHODS = ("set", "rigl", "rigl_inverted")
+
+
+@dataclass(frozen=True)
+class SignalPropagationParams:
+    """Figure 1c (protocol §11): output std of LeNet5 at init over sparsities."""
+    sparsities: tuple[float, ...] = param((0.8, 0.845, 0.89, 0.935, 0.98), "x axis: linspace(0.8, 0.98, 5)",
+                                          lambda v: len(v) > 0 and all(0 <= s < 1 for s in v),
+                                          "non-empty, each in [0, 1)")
+    repeats: int = param(5, "new model, mask, init and input per repeat (paper 5, notebook 3)",
+                         lambda v: v > 0, "> 0")
+    batch_size: int = param(500, "Gaussian inputs per repeat", lambda v: v > 1, "> 1")
+    in_channels: int = param(3, "input channels (the notebook's 28x28x3)", lambda v: v > 0, "> 0")
+    seed: int = param(0, "seed of masks, weights and inputs", lambda v: v >= 0, ">= 0")
+
+
+@dataclass(frozen=True)
+class HessianParams:
+    """Hessian spectra during training (protocol §9): which runs save checkpoints, and the solver."""
+    methods: tuple[str, ...] = param(("lottery", "scratch", "set", "rigl"),
+                                     "Table 1 methods analysed ([] = none)",
+                                     lambda v: set(v) <= set(HESSIAN_METHODS), f"a subset of {HESSIAN_METHODS}")
+    init: Literal[INITS] = param("dense", "init of the scratch / SET / RigL runs analysed")
+    seed: int = param(0, "which seed's runs save the checkpoints", lambda v: v >= 0, ">= 0")
+    steps: tuple[int, ...] = param(HESSIAN_STEPS, "checkpoints analysed (protocol steps, rescaled)")
+    updates: tuple[int, ...] = param(tuple(range(500, 11501, 500)),
+                                     "SET / RigL mask updates analysed right before and after (protocol "
+                                     "steps, rescaled and moved to the nearest update step)")
+    images: int = param(60000, "first N training images in the loss (protocol: all 60000)",
+                        lambda v: v > 0, "> 0")
+    solver: Literal["exact", "lanczos"] = param("exact", "exact: every eigenvalue (eigvalsh, float64); "
+                                                         "lanczos: the k extremes of each end (scipy eigsh)")
+    lanczos_k: int = param(10, "eigenvalues at each end for the lanczos solver", lambda v: v > 0, "> 0")
+
+
+@dataclass(frozen=True)
+class InterpolationParams:
+    """Figure 5c (protocol §10.1): loss along θ(α) = (1−α) θ_start + α θ_pruned on the training set."""
+    alpha_min: float = param(-0.2, "first α")
+    alpha_max: float = param(1.2, "last α")
+    points: int = param(29, "α values, evenly spaced (29: steps of 0.05 through 0 and 1)",
+                        lambda v: v >= 2, ">= 2")
+    interval: float = param(0.8, "central share of the seeds shown as the band (10th-90th percentile)",
+                            lambda v: 0 < v < 1, "in (0, 1)")
+    images: int = param(60000, "first N training images evaluated (protocol: all 60000)",
+                        lambda v: v > 0, "> 0")
+
+
+@dataclass(frozen=True)
+class DistancesParams:
+    """Figure 5a,b (protocol §10.2-3): L2 distances to the pruning solution and their MDS."""
+    mds_seed: int = param(0, "random_state of scikit-learn's MDS", lambda v: v >= 0, ">= 0")
+
+
 @dataclass(frozen=True)
 class Study:
     """Every knob of the study (``params.yaml``), defaulting to the paper's protocol."""
@@ -142,9 +200,19 @@ class Study:
     table1: SparsityParams = field(default_factory=SparsityParams)
     table2: SparsityParams = field(default_factory=lambda: SparsityParams(0.98))
     table3: Table3Params = field(default_factory=Table3Params)
+    signal_propagation: SignalPropagationParams = field(default_factory=SignalPropagationParams)
+    hessian: HessianParams = field(default_factory=HessianParams)
+    interpolation: InterpolationParams = field(default_factory=InterpolationParams)
+    distances: DistancesParams = field(default_factory=DistancesParams)
 
     def __post_init__(self):
         self.prune.check_reaches_target()  # before scaling, which would round a misfit away
+        if self.hessian.seed >= self.scale.seeds:
+            raise ConfigError(f"hessian.seed: must be one of the study's seeds (0 .. scale.seeds-1 = "
+                              f"{self.scale.seeds - 1}), got {self.hessian.seed}")
+        if self.interpolation.alpha_max <= self.interpolation.alpha_min:
+            raise ConfigError(f"interpolation.alpha_max: must be > alpha_min ({self.interpolation.alpha_min}), "
+                              f"got {self.interpolation.alpha_max}")
         if self.table3.reference_seed >= self.scale.seeds:
             raise ConfigError(f"table3.reference_seed: must name one of Table 1's pruning runs "
                               f"(0 .. scale.seeds-1 = {self.scale.seeds - 1}), got {self.table3.reference_seed}")
@@ -183,10 +251,26 @@ class Study:
         def dst(d: DSTConfig) -> DSTConfig:
             return dataclasses.replace(d, update_freq=self.period(d.update_freq), begin_step=self.steps(d.begin_step),
                                        end_step=d.end_step if d.end_step < 0 else self.steps(d.end_step))
+        h = self.hessian
+        hessian = dataclasses.replace(h, steps=tuple(sorted({self.steps(t) for t in h.steps})),
+                                      updates=tuple(sorted({self.steps(t) for t in h.updates})))
         return dataclasses.replace(
             self, prune=prune, log=log, set=dst(self.set), rigl=dst(self.rigl),
-            rigl_inverted=dst(self.rigl_inverted),
+            rigl_inverted=dst(self.rigl_inverted), hessian=hessian,
             lottery=LotteryParams(self.steps(self.lottery.rewind_step)))
+
+    def hessian_cells(self) -> list["Cell"]:
+        """The Table 1 cells whose run ``hessian.seed`` saves the Hessian checkpoints."""
+        return [Cell("table1", m, "dense" if m in ("prune", "lottery") else self.hessian.init)
+                for m in self.hessian.methods]
+
+    def update_steps(self, method: str, wanted) -> tuple[int, ...]:
+        """Mask-update steps of ``method``'s (scaled) schedule nearest to each (scaled) step in ``wanted``."""
+        s = self.scaled()
+        d = getattr(s, method)
+        last = s.scale.steps - 1 if d.end_step < 0 else d.end_step  # as dst.DynamicSparse
+        grid = range(d.begin_step, last + 1, d.update_freq)
+        return tuple(sorted({min(grid, key=lambda g: (abs(g - t), g)) for t in wanted})) if grid else ()
 
     # -- cells ------------------------------------------------------------------------------
     def run_config(self, cell: "Cell", seed: int, runs: str | Path = "results/runs") -> RunConfig:
@@ -214,6 +298,11 @@ class Study:
             d["dst"] = dataclasses.asdict(getattr(s, method))
         if method == "lottery":
             d["rewind_step"] = s.lottery.rewind_step
+        if seed == s.hessian.seed and cell in self.hessian_cells():  # keep what the Hessian stage reads
+            d["log"]["checkpoints"] = sorted({*d["log"]["checkpoints"], *s.hessian.steps})
+            if method in DST_METHODS:
+                d["log"]["update_checkpoints"] = sorted({*s.log.update_checkpoints,
+                                                         *self.update_steps(method, s.hessian.updates)})
         if method not in ("dense", "small_dense", "prune"):
             source_seed = seed if cell.experiment != "table3" else s.table3.reference_seed
             source = Cell("table1" if cell.experiment == "table3" else cell.experiment, "prune", "dense")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from sparsebench import report
+from sparsebench.analysis import suite
 from sparsebench.report.paper import REPORTED, reported
 from sparsebench.report.tables import build, verdict
 from sparsebench.study import CELLS, Cell, Study, build as build_study
@@ -122,9 +123,29 @@ def test_write_outputs(runs, tmp_path):
     assert metrics["table1"]["scratch"]["lenet5_ours"] == {"ours": pytest.approx(97.1), "n": 3,
                                                           "std": pytest.approx(0.08165, abs=1e-5)}
     assert metrics["verdicts"]["missing"] > 0
-    curves = pd.read_csv(out / "plots" / "grad_norm_table3.csv")
+    curves = suite.gradient_flow(STUDY, runs)["grad_norm_table3.csv"]  # the gradient_flow stage's dvc plot
     assert list(curves.step) == [0, 200]                       # only logged steps
-    assert curves["lottery-dense"].tolist() == [1.0, 10.0]     # mean over seeds 0, 1, 2 of (s, 10 s)
+    assert curves["lottery/dense"].tolist() == [1.0, 10.0]     # mean over seeds 0, 1, 2 of (s, 10 s)
+
+
+def test_table3_similarity_and_figure5b_come_from_the_analyses(runs, tmp_path):
+    analysis = tmp_path / "analysis"
+    suite.write({"similarity.csv": pd.DataFrame([
+        {"row": "LT", "metric": "Disagree.", "mean": 0.004, "std": 0.0005, "n": 3},
+        {"row": "LT", "metric": "Ensemble", "mean": 98.6, "std": None, "n": 3}])}, analysis / "similarity")
+    suite.write({"per_seed.csv": pd.DataFrame([
+        {"group": "LT", "seed": s, "test_acc": 98.5, "d_init": 13.0 + s, "d_final": 8.0} for s in range(3)])},
+        analysis / "distances")
+    tables, figures = report.write(STUDY, runs, tmp_path / "r", analysis)
+    hit = line(tables, "table3", "LT", "Disagree.")
+    assert (hit.ours, hit.ours_std, hit.verdict) == (0.004, 0.0005, "within 2σ")  # paper 0.0043±0.0006
+    assert line(tables, "table3", "LT", "Ensemble").ours == 98.6
+    assert line(tables, "table3", "LT", "KL").verdict == "missing"   # not in the analysis output
+    hit = line(tables, "figure5b", "LT", "d_init")
+    assert (hit.ours, hit.paper) == (14.0, 13.61)
+    assert line(tables, "figure5b", "Scratch", "d_init").verdict == "missing"
+    assert (tmp_path / "r" / "tables" / "figure5b.md").read_text().startswith("# Figure 5b")
+    assert figures == []                                       # figure 5 also needs the interpolation
 
 
 def test_protocol_settings_have_no_warning(runs, tmp_path):

@@ -1,8 +1,8 @@
-"""The report: the paper's tables rebuilt from run directories, beside the paper's numbers.
+"""The report: the paper's tables and figures rebuilt from run directories and analyses.
 
-:func:`write` puts ``tables/table{1,2,3}.md|csv``, ``metrics.json`` (the tables' numbers, for
-``dvc metrics``) and ``plots/grad_norm_<experiment>.csv`` (mean gradient-norm curve of each cell,
-for ``dvc plots``) under one output directory.
+:func:`write` puts ``tables/{table1,table2,table3,figure5b}.md|csv`` (each number beside the
+paper's), ``figures/*.png`` (Figures 1c, 2, 3, 5 and the Hessian summary) and ``metrics.json`` (the
+tables' numbers, for ``dvc metrics``) under one output directory.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..rundir import Run
-from ..study import CELLS, PROTOCOL_STEPS, Study
+from ..study import PROTOCOL_STEPS, Study
+from .figures import render as render_figures
 from .paper import REPORTED, Reported, reported
-from .tables import SimilarityLookup, build, render, summary
+from .tables import SimilarityLookup, build, render, summary, verdict
 
 __all__ = ["write", "build", "render", "summary", "REPORTED", "Reported", "reported"]
 
@@ -23,6 +23,7 @@ TITLES = {
     "table1": "Table 1 (LeNet5 columns): test accuracy (%) by initialisation, {s1:.0%} sparse",
     "table2": "Table 2: {s2:.0%} sparse LeNet5, test accuracy (%)",
     "table3": "Table 3 (LeNet5 rows): ensemble & prediction disagreement, {s1:.0%} sparse",
+    "figure5b": "Figure 5b (LeNet5): L2 distance to the pruning solution, {s1:.0%} sparse",
 }
 
 
@@ -35,24 +36,38 @@ def _settings(study: Study) -> str:
             "Paper: {}, {}, {} steps/run, {} seeds".format(*paper) + note + ".")
 
 
-def grad_norm_curves(study: Study, runs: Path, experiment: str) -> pd.DataFrame:
-    """Mean masked gradient norm over seeds at each logged step, one column per cell (Figure 2 data)."""
-    curves = {}
-    for cell in CELLS:
-        if cell.experiment != experiment:
-            continue
-        frames = []
-        for s in study.seeds:
-            try:
-                h = Run(cell.run_dir(runs, s)).history
-            except FileNotFoundError:
-                continue
-            frames.append(h.dropna(subset=["grad_norm"]).set_index("step")["grad_norm"])
-        if frames:
-            curves[f"{cell.method}-{cell.init}"] = pd.concat(frames, axis=1).mean(axis=1)
-    frame = pd.DataFrame(curves)
-    frame.index.name = "step"
-    return frame.reset_index()
+def similarity_lookup(analysis: Path) -> SimilarityLookup | None:
+    """Table 3's similarity cells from the ``similarity`` analysis (None when it has not run)."""
+    path = Path(analysis) / "similarity" / "similarity.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path).set_index(["row", "metric"])
+
+    def lookup(row: str, column: str):
+        if (row, column) not in frame.index:
+            return None
+        line = frame.loc[(row, column)]
+        return float(line["mean"]), None if pd.isna(line["std"]) else float(line["std"])
+    return lookup
+
+
+def figure5b(analysis: Path) -> pd.DataFrame:
+    """Figure 5b's numbers (test accuracy, d_init, d_final of LT and scratch) beside the paper's, long form."""
+    path = Path(analysis) / "distances" / "per_seed.csv"
+    per_seed = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["group", "test_acc", "d_init", "d_final"])
+    lines = []
+    for group in ("LT", "Scratch"):
+        rows = per_seed[per_seed["group"] == group]
+        for column, field in (("Acc_test", "test_acc"), ("d_init", "d_init"), ("d_final", "d_final")):
+            paper = reported("figure5b", f"LeNet5/{group}", column)
+            values = rows[field].astype(float)
+            mean = float(values.mean()) if len(values) else None
+            std = float(values.std(ddof=0)) if len(values) else None
+            lines.append({"row": group, "column": column, "cell": f"distances/{group}", "n": len(values),
+                          "ours": mean, "ours_std": std, "paper": paper.mean, "paper_std": None,
+                          "delta": None if mean is None else mean - paper.mean,
+                          "verdict": verdict(mean, std, paper.mean, None, 2), "decimals": 2, "source": paper.source})
+    return pd.DataFrame(lines)
 
 
 def _metrics(tables: dict[str, pd.DataFrame]) -> dict:
@@ -85,21 +100,19 @@ def _markdown(name: str, study: Study, table: pd.DataFrame) -> str:
 
 
 def write(study: Study, runs: str | Path = "results/runs", out: str | Path = "results",
-          similarity: SimilarityLookup | None = None) -> dict[str, pd.DataFrame]:
-    """Build the tables, metrics and plot data; write them under ``out`` (all computed first)."""
-    runs, out = Path(runs), Path(out)
-    tables = build(study, runs, similarity)
+          analysis: str | Path = "results/analysis") -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Build the tables and metrics (all computed first), write them under ``out``, then render the figures."""
+    runs, out, analysis = Path(runs), Path(out), Path(analysis)
+    tables = build(study, runs, similarity_lookup(analysis))
+    tables["figure5b"] = figure5b(analysis)
     files: dict[Path, str] = {}
     for name, table in tables.items():
         files[out / "tables" / f"{name}.md"] = _markdown(name, study, table)
         files[out / "tables" / f"{name}.csv"] = table.to_csv(index=False)
     files[out / "metrics.json"] = json.dumps(_metrics(tables), indent=2, sort_keys=True) + "\n"
-    for experiment in ("table1", "table2", "table3"):
-        files[out / "plots" / f"grad_norm_{experiment}.csv"] = grad_norm_curves(
-            study, runs, experiment).to_csv(index=False)
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
-    return tables
+    return tables, render_figures(analysis, out / "figures")

@@ -20,7 +20,8 @@ class Reported:
 
     @property
     def source(self) -> str:
-        where = "paper §4.2 text" if self.table == "text" else f"paper {self.table.replace('table', 'Table ')}"
+        where = "paper §4.2 text" if self.table == "text" else "paper " + self.table.replace(
+            "table", "Table ").replace("figure5b", "Figure 5b")
         return f"{where}, row {self.row!r}, column {self.column!r}"
 
 
@@ -64,11 +65,15 @@ _T3 = _rows("table3", _T3_COLUMNS, {
     "ResNet50/Pruned Soln.": (75.60, None, None, None),
     "ResNet50/5 Diff. Pruned": ((75.65, 0.13), 77.80, (0.1620, 0.0008), (0.1623, 0.0011)),
 })
+_F5B = _rows("figure5b", ("Acc_test", "d_init", "d_final"), {
+    "LeNet5/LT": (98.52, 13.61, 8.03), "LeNet5/Scratch": (97.19, 17.46, 25.64),
+    "ResNet50/LT": (75.74, 147.12, 39.35), "ResNet50/Scratch": (71.16, 200.44, 215.98),
+})
 _TEXT = [Reported("text", "RigL Inverted", "LeNet5/Ours", 92.71, 7.67),
          Reported("text", "RigL Inverted", "ResNet50/Dense", 73.83, 0.12)]
 
 #: every reported number the report compares against
-REPORTED: tuple[Reported, ...] = tuple(_T1 + _T2 + _T3 + _TEXT)
+REPORTED: tuple[Reported, ...] = tuple(_T1 + _T2 + _T3 + _F5B + _TEXT)
 _INDEX = {(r.table, r.row, r.column): r for r in REPORTED}
 
 
