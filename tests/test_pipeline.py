@@ -16,7 +16,9 @@ from sparsebench.cli import cell_command, data
 ROOT = Path(__file__).resolve().parents[1]
 #: the whole study in miniature: 120 steps, one seed, the synthetic set, small probe batches
 TINY = ["scale.steps=120", "scale.seeds=2", "data.dataset=synthetic", "data.synthetic_train=2200",
-        "data.synthetic_test=300", "train.batch_size=32", "log.probe_size=200"]
+        "data.synthetic_test=300", "train.batch_size=32", "log.probe_size=200",
+        "signal_propagation.repeats=1", "signal_propagation.batch_size=50", "hessian.methods=[lottery,rigl]",
+        "hessian.steps=[11500]", "hessian.updates=[5000]", "hessian.images=40", "interpolation.images=300"]
 
 
 def test_run_cell_publishes_reuses_and_drops_stale_seeds(tmp_path):
@@ -97,7 +99,7 @@ def pipeline(tmp_path_factory):
 def test_dvc_repro_runs_every_stage_and_writes_the_tables(pipeline):
     repo, out = pipeline
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert len(lock) == 29 and all(f"Running stage '{name}'" in out for name in lock)
+    assert len(lock) == 35 and all(f"Running stage '{name}'" in out for name in lock)
     for name in ("table1", "table2", "table3"):
         table = (repo / "results/tables" / f"{name}.csv").read_text()
         assert "paper" in table
@@ -105,6 +107,14 @@ def test_dvc_repro_runs_every_stage_and_writes_the_tables(pipeline):
     assert "0 missing." in t1 and "| missing" not in t1 and "(n=1)" in t1
     t3 = (repo / "results/tables/table3.md").read_text()
     assert "| LT " in t3 and "Pruned Soln." in t3
+    lt = {line.split(",")[1]: line for line in (repo / "results/tables/table3.csv").read_text().splitlines()
+          if line.startswith("LT,")}
+    assert "missing" not in lt["Ensemble"] + lt["Disagree. w/ Pruned"] + lt["KL"] + lt["JSD"]  # from the analysis
+    assert "missing" in lt["Disagree."]                          # one seed: no pairs
+    assert sorted(p.name for p in (repo / "results/figures").iterdir()) == [
+        "figure1c.png", "figure2.png", "figure3.png", "figure5.png", "hessian.png"]
+    hessian = (repo / "results/analysis/hessian/summary.csv").read_text().splitlines()
+    assert len(hessian) == 1 + 4                                  # lottery, rigl at step 118; rigl pre + post update
     metrics = json.loads((repo / "results/metrics.json").read_text())
     assert metrics["table2"]["rigl"]["ours"]["n"] == 1
     assert "results/runs/table1/prune/dense" in [d["path"] for d in lock["lottery@table1"]["deps"]]
@@ -121,6 +131,6 @@ def test_second_repro_is_a_no_op_and_params_are_precise(pipeline):
     data["rigl"]["drop_fraction"] = 0.5
     (repo / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     status = json.loads(_dvc(repo, "status", "--json").stdout)
-    assert sorted(status) == [f"rigl@{e}-{i}" for e in ("table1", "table2") for i in ("dense", "liu", "ours")]
+    assert sorted(status) == ["hessian"] + [f"rigl@{e}-{i}" for e in ("table1", "table2") for i in ("dense", "liu", "ours")]
     (repo / "params.yaml").write_text(params)
     assert json.loads(_dvc(repo, "status", "--json").stdout) == {}

@@ -1,5 +1,4 @@
 """Optimizer and schedules: Keras momentum, cosine LR, cubic pruning, drop fraction (§3.1, §4, §7)."""
-import math
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """params.yaml → typed Study → one RunConfig per (cell, seed); validation; dvc.yaml's params lists."""
-import dataclasses
 import itertools
 import re
 import typing
@@ -218,3 +217,29 @@ def test_dvc_stages_list_every_param_that_changes_their_runs():
         assert "scale" in params, name
         if any(c.experiment == "table3" for c in stages[name][1]):
             assert _covers(params, "table3.reference_seed"), name
+
+
+def test_hessian_runs_save_the_checkpoints_the_hessian_stage_reads():
+    st = S.load(ROOT / "params.yaml", ["scale.steps=600"])
+    sc = st.scaled()
+    rigl = st.run_config(S.Cell("table1", "rigl", "dense"), st.hessian.seed)
+    assert set(sc.hessian.steps) <= set(rigl.log.checkpoints) and len(sc.hessian.steps) == 39
+    updates = rigl.log.update_checkpoints
+    assert len(updates) == 23 and all((t - sc.rigl.begin_step) % sc.rigl.update_freq == 0 for t in updates)
+    assert set(st.run_config(S.Cell("table1", "lottery", "dense"), 0).log.checkpoints) >= set(sc.hessian.steps)
+    assert st.run_config(S.Cell("table1", "rigl", "dense"), 1).log.checkpoints == (0,)      # other seeds: no
+    assert st.run_config(S.Cell("table1", "rigl", "ours"), 0).log.update_checkpoints == ()  # other inits: no
+    assert st.run_config(S.Cell("table2", "rigl", "dense"), 0).log.checkpoints == (0,)      # other tables: no
+    off = S.load(ROOT / "params.yaml", ["hessian.methods=[]"])
+    assert off.run_config(S.Cell("table1", "rigl", "dense"), 0).log.update_checkpoints == ()
+
+
+def test_analysis_stage_without_runs_fails_in_one_line_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+    from sparsebench.cli import analysis_command
+    out = tmp_path / "out"
+    res = CliRunner().invoke(analysis_command("distances", "doc"),
+                             ["--params", str(ROOT / "params.yaml"), "--runs", str(tmp_path / "none"),
+                              "--out", str(out)])
+    assert res.exit_code == 1 and not out.exists()
+    assert res.output.count("\n") == 1 and res.output.startswith("error: ") and "prune/dense/s0" in res.output

@@ -9,7 +9,6 @@ from conftest import tiny_config
 from sparsebench import masks
 from sparsebench.config import ConfigError
 from sparsebench.dst import DynamicSparse
-from sparsebench.rundir import Run
 from sparsebench.train import Trainer, gradient_norms, train
 
 SOURCED = ["lottery", "scratch", "prune_restart", "set", "rigl", "rigl_inverted"]

@@ -41,11 +41,17 @@ def to_reference(vectors: Sequence[torch.Tensor], reference: torch.Tensor) -> np
 
 
 def mds(distances: np.ndarray, seed: int = 0, n_init: int = 4) -> np.ndarray:
-    """2-D metric MDS of a precomputed distance matrix (scikit-learn SMACOF, fixed ``random_state``)."""
+    """2-D metric MDS of a precomputed distance matrix (scikit-learn SMACOF, fixed ``random_state``).
+
+    Converged tightly (``eps=1e-10``): Figure 5a has about 20 points, so it costs nothing.
+    """
     from sklearn.manifold import MDS
+    distances = np.asarray(distances, dtype=np.float64)
+    if not distances.any():  # all points identical: SMACOF's normalised stress would divide by zero
+        return np.zeros((len(distances), 2))
     embedding = MDS(n_components=2, metric="precomputed", metric_mds=True, n_init=n_init, init="random",
-                    random_state=seed, normalized_stress="auto")
-    return embedding.fit_transform(np.asarray(distances, dtype=np.float64))
+                    random_state=seed, normalized_stress="auto", eps=1e-10, max_iter=10000)
+    return embedding.fit_transform(distances)
 
 
 def points(groups: Mapping[str, Sequence[torch.Tensor]], seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:

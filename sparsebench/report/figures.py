@@ -22,6 +22,10 @@ METHOD_NAMES = {"scratch": "Scratch", "set": "SET", "rigl": "RigL", "rigl_invert
                 "lottery": "Lottery", "small_dense": "Small Dense", "prune": "Prune", "dense": "Dense"}
 
 
+#: one colour per method; the init is the line style (solid: dense init, dashed: "+")
+COLORS = dict(zip(METHOD_NAMES, plt.get_cmap("tab10").colors))
+
+
 def _name(label: str) -> str:
     method, _, init = label.partition("/")
     return METHOD_NAMES.get(method, method) + {"ours": "+", "liu": " (Liu)"}.get(init, "")
@@ -71,8 +75,10 @@ def figure2(analysis: Path, path: Path) -> Path:
             short = label[len(experiment) + 1:]
             if short.endswith("/liu"):
                 continue  # the paper plots the dense init and "+" (ours)
-            ax.plot(c["step"], c["mean"], label=_name(short), lw=1.4, ls="--" if "/ours" in short else "-")
-            ax.fill_between(c["step"], c["min"], c["max"], alpha=0.12)
+            color = COLORS.get(short.partition("/")[0], "grey")
+            ax.plot(c["step"], c["mean"], label=_name(short), lw=1.4, color=color,
+                    ls="--" if "/ours" in short else "-")
+            ax.fill_between(c["step"], c["min"], c["max"], color=color, alpha=0.10)
         ax.set_yscale("log")
         ax.set_xlabel("training step")
         ax.set_ylabel("‖masked ∇L‖ on the fixed 1000-image batch")
@@ -91,8 +97,9 @@ def figure3(analysis: Path, path: Path) -> Path:
     for ax, init in zip(axes[0], inits):
         for label, c in part[part["label"].str.endswith("/" + init)].groupby("label", sort=False):
             short = label[len("table1/"):]
-            ax.plot(c["step"], c["mean"], marker=".", lw=1, label=_name(short))
-            ax.fill_between(c["step"], c["min"], c["max"], alpha=0.15)
+            color = COLORS.get(short.partition("/")[0], "grey")
+            ax.plot(c["step"], c["mean"], marker=".", lw=1, color=color, label=_name(short))
+            ax.fill_between(c["step"], c["min"], c["max"], color=color, alpha=0.15)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("training step of the mask update")
         ax.set_ylabel("Δ gradient norm (after − before update)")
