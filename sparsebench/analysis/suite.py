@@ -162,8 +162,9 @@ def similarity(study: Study, runs, device="cpu") -> dict:
         if cell == PRUNE:  # the other pruned models against the reference one (the starred column)
             others = [p for s, p in zip(study.seeds, probs) if s != ref_seed]
             values = similarity_lib.compare(probs, y)
-            values.update({k: v for k, v in similarity_lib.compare(others, y, reference).items()
-                           if k in ("Disagree. w/ Pruned", "KL", "JSD")})
+            if others:  # one seed: no other pruned model to compare
+                values.update({k: v for k, v in similarity_lib.compare(others, y, reference).items()
+                               if k in ("Disagree. w/ Pruned", "KL", "JSD")})
         else:
             values = similarity_lib.compare(probs, y, reference)
         for metric, (mean, std) in values.items():
