@@ -7,6 +7,7 @@ Precedence: defaults < ``--config FILE`` < options < ``--set key=value``.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 import typing
 
 import click
@@ -184,7 +185,6 @@ def data(params_file, overrides):
     /usr/share/datasets/...) or downloaded when data.download is true; the synthetic set is
     generated. Every training stage reads the files written here (protocol §1.1).
     """
-    from pathlib import Path
     from .data import prepare
     study = _load_study(params_file, overrides)
     target = Path(study.data.root) / study.data.dataset
@@ -247,7 +247,6 @@ ANALYSES = ("signal_propagation", "gradient_flow", "hessian", "interpolation", "
 
 def analysis_command(name: str, doc: str) -> click.Command:
     """The stage of one analysis: reads the study's run directories and writes ``<out>`` (one directory)."""
-    import inspect
 
     @click.command(name.replace("_", "-"), context_settings=_HELP, help=doc)
     @_study_options
@@ -255,24 +254,29 @@ def analysis_command(name: str, doc: str) -> click.Command:
                   help="Root of the run directories.")
     @click.option("--out", default=f"results/analysis/{name}", show_default=True,
                   type=click.Path(file_okay=False), help="Output directory (replaced as a whole).")
+    @click.option("--work", default=".work/analysis", show_default=True, type=click.Path(file_okay=False),
+                  help="Finished pieces of an interrupted analysis (resumed from; removed when done).")
     @click.option("--device", default=None, help="torch device [default: cuda if available, else cpu].")
     @click.option("--progress/--no-progress", default=None,
                   help="Show progress bars [default: when stderr is a terminal].")
-    def command(params_file, overrides, runs, out, device, progress):
+    def command(params_file, overrides, runs, out, work, device, progress):
+        import shutil
         import torch
         from .analysis import suite
         study = _load_study(params_file, overrides)
-        run = getattr(suite, name)
-        given = {"runs": runs, "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                 "progress": sys.stderr.isatty() if progress is None else progress}
-        accepted = inspect.signature(run).parameters
         try:
-            files = run(study, **{k: v for k, v in given.items() if k in accepted})
+            files = getattr(suite, name)(
+                study, runs, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                progress=sys.stderr.isatty() if progress is None else progress, work=work)
         except DataNotFoundError as e:
             _fail(f"{e}; run the data stage first (python stages/data.py)", 1)
         except FileNotFoundError as e:
             _fail(f"{e}; train it first (dvc repro, or the stage named in its path)", 1)
         suite.write(files, out)
+        shutil.rmtree(Path(work) / name, ignore_errors=True)
+        for level in (Path(work), Path(work).parent):  # leave no empty work dirs behind
+            if level.is_dir() and not any(level.iterdir()):
+                level.rmdir()
         click.echo(f"{name}: {', '.join(files)} -> {out}")
     return command
 

@@ -25,6 +25,12 @@ from . import seeds
 GROW = ("set", "rigl", "rigl_inverted")
 
 
+def update_steps(total_steps: int, update_freq: int, begin_step: int, end_step: int) -> range:
+    """The mask-update steps: begin, begin + ΔT, ... up to ``end_step`` (-1 = the last step), protocol §7.1."""
+    end = total_steps - 1 if end_step < 0 else end_step
+    return range(begin_step, end + 1, update_freq)
+
+
 def drop_fraction(step: int, initial: float, schedule: str, begin: int, end: int,
                   lr_ratio: Callable[[int], float] | None = None) -> float:
     """Drop fraction at ``step``: ``lr`` (initial * lr(t)/lr0, the paper's), ``cosine`` (to 0 at
@@ -74,7 +80,7 @@ class DynamicSparse:
             raise ValueError("drop_schedule 'lr' needs lr_ratio(step) = lr(step) / lr0")
         self.grow, self.total_steps, self.freq = grow, total_steps, update_freq
         self.begin = begin_step
-        self.end = total_steps - 1 if end_step < 0 else end_step
+        self.end = update_steps(total_steps, update_freq, begin_step, end_step).stop - 1
         self.initial, self.schedule, self.lr_ratio = initial_drop_fraction, drop_schedule, lr_ratio
         self.noise, self.seed = drop_noise, seed
 
@@ -84,9 +90,6 @@ class DynamicSparse:
 
     def is_update_step(self, step: int) -> bool:
         return self.begin <= step <= self.end and (step - self.begin) % self.freq == 0
-
-    def update_steps(self) -> range:
-        return range(self.begin, self.end + 1, self.freq)
 
     def drop_fraction(self, step: int) -> float:
         return drop_fraction(step, self.initial, self.schedule, self.begin, self.end, self.lr_ratio)

@@ -33,7 +33,7 @@ from . import init as init_lib
 from . import masks as masks_lib
 from . import models, seeds
 from .config import ConfigError, RunConfig
-from .dst import DynamicSparse
+from .dst import GROW, DynamicSparse
 from .optim import learning_rate
 from .pruning import GradualPruning
 
@@ -128,7 +128,7 @@ def setup(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> Setup:
     else:
         masks_lib.attach(model, masks)
         init_lib.initialize(model, **init_kwargs)
-    if cfg.method in ("set", "rigl", "rigl_inverted"):
+    if cfg.method in GROW:
         o, d = cfg.optim, cfg.dst
         out.dst = DynamicSparse(
             cfg.method, o.steps, d.update_freq, d.begin_step, d.end_step, d.drop_fraction, d.drop_schedule,

@@ -32,6 +32,8 @@ from typing import Literal, Optional
 from . import data as data_lib
 from .config import (DENSE_INITS, MODELS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig,
                      OptimConfig, PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
+from .dst import GROW as DST_METHODS
+from .dst import update_steps
 from .rundir import Run
 from .train import train
 
@@ -129,7 +131,6 @@ class Table3Params:
 HESSIAN_STEPS = tuple(range(100, 2001, 100)) + tuple(range(2500, 11501, 500))
 #: Table 1 methods whose runs can carry Hessian checkpoints (a mask restricts the coordinates)
 HESSIAN_METHODS = ("prune", "lottery", "scratch", "set", "rigl", "rigl_inverted")
-DST_METHODS = ("set", "rigl", "rigl_inverted")
 
 
 @dataclass(frozen=True)
@@ -264,12 +265,11 @@ class Study:
         return [Cell("table1", m, "dense" if m in ("prune", "lottery") else self.hessian.init)
                 for m in self.hessian.methods]
 
-    def update_steps(self, method: str, wanted) -> tuple[int, ...]:
+    def nearest_updates(self, method: str, wanted) -> tuple[int, ...]:
         """Mask-update steps of ``method``'s (scaled) schedule nearest to each (scaled) step in ``wanted``."""
         s = self.scaled()
         d = getattr(s, method)
-        last = s.scale.steps - 1 if d.end_step < 0 else d.end_step  # as dst.DynamicSparse
-        grid = range(d.begin_step, last + 1, d.update_freq)
+        grid = update_steps(s.scale.steps, d.update_freq, d.begin_step, d.end_step)
         return tuple(sorted({min(grid, key=lambda g: (abs(g - t), g)) for t in wanted})) if grid else ()
 
     # -- cells ------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ class Study:
         if method == "prune":  # it also saves the weights the lottery tickets rewind to
             d["prune"] = dataclasses.asdict(s.prune)
             d["log"]["checkpoints"] = sorted({*s.log.checkpoints, s.lottery.rewind_step})
-        if method in ("set", "rigl", "rigl_inverted"):
+        if method in DST_METHODS:
             d["dst"] = dataclasses.asdict(getattr(s, method))
         if method == "lottery":
             d["rewind_step"] = s.lottery.rewind_step
@@ -302,7 +302,7 @@ class Study:
             d["log"]["checkpoints"] = sorted({*d["log"]["checkpoints"], *s.hessian.steps})
             if method in DST_METHODS:
                 d["log"]["update_checkpoints"] = sorted({*s.log.update_checkpoints,
-                                                         *self.update_steps(method, s.hessian.updates)})
+                                                         *self.nearest_updates(method, s.hessian.updates)})
         if method not in ("dense", "small_dense", "prune"):
             source_seed = seed if cell.experiment != "table3" else s.table3.reference_seed
             source = Cell("table1" if cell.experiment == "table3" else cell.experiment, "prune", "dense")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -134,3 +135,22 @@ def test_second_repro_is_a_no_op_and_params_are_precise(pipeline):
     assert sorted(status) == ["hessian"] + [f"rigl@{e}-{i}" for e in ("table1", "table2") for i in ("dense", "liu", "ours")]
     (repo / "params.yaml").write_text(params)
     assert json.loads(_dvc(repo, "status", "--json").stdout) == {}
+
+
+def test_hessian_resumes_from_the_spectra_it_already_computed(pipeline, tmp_path, monkeypatch):
+    from sparsebench.analysis import hessian, suite
+    repo, _ = pipeline
+    st = S.load(repo / "params.yaml", [f"data.root={repo / 'data'}"])
+    calls = []
+    monkeypatch.setattr(hessian, "exact", lambda *a, **k: calls.append(1) or np.arange(3.0) - 1)
+    first = suite.hessian(st, repo / "results/runs", work=tmp_path)
+    assert len(calls) == len(first["summary.csv"]) == 4                 # as in the stage's output
+
+    def interrupted(*a, **k):
+        raise AssertionError("recomputed a cached spectrum")
+    monkeypatch.setattr(hessian, "exact", interrupted)
+    again = suite.hessian(st, repo / "results/runs", work=tmp_path)      # everything from the cache
+    assert again["summary.csv"].equals(first["summary.csv"])
+    st2 = S.load(repo / "params.yaml", [f"data.root={repo / 'data'}", "hessian.images=41"])
+    with pytest.raises(AssertionError, match="recomputed"):                # other settings: not reused
+        suite.hessian(st2, repo / "results/runs", work=tmp_path)

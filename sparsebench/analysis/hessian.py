@@ -61,7 +61,11 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
 
 def hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor,
         batch_size: int = 1000, active: ActiveParameters | None = None) -> torch.Tensor:
-    """``H v`` for each row ``v`` of ``vectors`` (k, P): H of the mean CE over (x, y) in active coordinates."""
+    """``H v`` for each row ``v`` of ``vectors`` (k, P): H of the mean CE over (x, y) in active coordinates.
+
+    The model and ``x`` should already be in the dtype of ``vectors`` (:func:`matrix` and
+    :func:`lanczos` convert them once, not per call).
+    """
     active = active or ActiveParameters(model)
     theta = active.vector().to(vectors.dtype)
 
@@ -72,7 +76,7 @@ def hvp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tenso
         return jvp(lambda t: grad(loss)(t, xb, yb), (theta,), (v,))[1]
 
     out = torch.zeros_like(vectors)
-    for xb, yb in _batches(x.to(vectors.dtype), y, batch_size):
+    for xb, yb in _batches(x, y, batch_size):
         out += vmap(one, in_dims=(0, None, None))(vectors, xb, yb)
     return out / len(x)
 
@@ -83,7 +87,7 @@ def matrix(model: nn.Module, x: torch.Tensor, y: torch.Tensor, block: int | None
 
     ``block`` rows per vmapped call (default: about 32k image-rows per call).
     """
-    model = model.to(dtype)
+    model, x = model.to(dtype), x.to(dtype)
     active = ActiveParameters(model)
     n = active.size
     block = block or max(1, min(n, 2 ** 15 // min(batch_size, len(x))))
@@ -106,7 +110,7 @@ def lanczos(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 6, batc
             tol: float = 1e-8, seed: int = 0) -> np.ndarray:
     """The ``k`` smallest and ``k`` largest eigenvalues (ascending) by implicitly restarted Lanczos (float64)."""
     from scipy.sparse.linalg import LinearOperator, eigsh
-    model = model.double()
+    model, x = model.double(), x.double()
     active = ActiveParameters(model)
     n = active.size
     if 2 * k >= n:

@@ -1,12 +1,14 @@
 """The study's analyses over its run directories: which runs feed each one, and what it writes.
 
-Each function takes the typed :class:`~sparsebench.study.Study` and the runs root and returns
-``{file name: content}`` (DataFrames become CSV, dicts JSON, bytes are written as they are);
-:func:`write` publishes them as one directory, atomically.
+Every analysis is called the same way, ``analysis(study, runs, device=..., progress=..., work=...)``,
+and returns ``{file name: content}`` (DataFrames become CSV, dicts JSON, bytes are written as they
+are); :func:`write` publishes them as one directory, atomically. ``work`` is where an analysis may
+keep finished pieces so an interrupted one resumes (the Hessian does: hours per run on 60k images).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -19,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import data as data_lib
-from ..rundir import Run
+from ..rundir import CHECKPOINTS, Run, checkpoint_name
 from ..study import CELLS, DST_METHODS, Cell, Study
 from . import distances as distances_lib
 from . import gradient_flow as gradient_flow_lib
@@ -38,21 +40,22 @@ SIMILARITY_ROWS = {"LT": LOTTERY, "Scratch": Cell("table3", "scratch", "same_ini
                    "5 Diff. Pruned": PRUNE}
 
 
-def _runs(study: Study, runs, cell: Cell, seeds=None) -> list[Run]:
-    return [Run(cell.run_dir(runs, s)) for s in (study.seeds if seeds is None else seeds)]
+def _runs(study: Study, runs, cell: Cell) -> list[Run]:
+    return [Run(cell.run_dir(runs, s)) for s in study.seeds]
 
 
 def _dataset(study: Study, device) -> data_lib.Dataset:
     return data_lib.load(dataclasses.replace(study.data, download=False)).to(device)
 
 
-def signal_propagation(study: Study) -> dict:
+def signal_propagation(study: Study, runs=None, **_) -> dict:
+    """Figure 1c at init: needs no runs."""
     p = study.signal_propagation
     frame = signal_propagation_lib.sweep(p.sparsities, p.repeats, p.batch_size, p.in_channels, p.seed)
     return {"repeats.csv": frame, "curves.csv": signal_propagation_lib.summarize(frame)}
 
 
-def gradient_flow(study: Study, runs) -> dict:
+def gradient_flow(study: Study, runs, **_) -> dict:
     """Curves of every cell whose runs exist (labels ``<experiment>/<method>/<init>``), plus wide copies for dvc plots."""
     groups = {}
     for cell in CELLS:
@@ -69,8 +72,36 @@ def gradient_flow(study: Study, runs) -> dict:
     return out
 
 
-def hessian(study: Study, runs, device="cpu", progress: bool = False) -> dict:
-    """Spectrum at every requested checkpoint of the Hessian runs; summary rows and all eigenvalues."""
+def _spectrum(study: Study, run: Run, step: int, when, x, y, cache: Path, device, progress) -> np.ndarray:
+    """One checkpoint's eigenvalues; kept in ``cache`` under a hash of the checkpoint and the settings."""
+    h = study.hessian
+    digest = hashlib.sha256(repr((study.data, h.images, h.solver, h.lanczos_k)).encode() +
+                            (run.path / CHECKPOINTS / checkpoint_name(step, when)).read_bytes())
+    stored = cache / f"{digest.hexdigest()[:24]}.npy"
+    if stored.is_file():
+        return np.load(stored)
+    model = run.model(step, when).to(device)
+    if h.solver == "exact":
+        with tqdm(desc="Hessian rows", leave=False, disable=not progress) as bar:
+            def advance(done, total):
+                bar.total = total
+                bar.update(done - bar.n)
+            ev = hessian_lib.exact(model, x, y, progress=advance)
+    else:
+        ev = hessian_lib.lanczos(model, x, y, h.lanczos_k)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(stored.with_suffix(".tmp"), "wb") as fh:
+        np.save(fh, ev)
+    os.replace(stored.with_suffix(".tmp"), stored)
+    return ev
+
+
+def hessian(study: Study, runs, device="cpu", progress: bool = False, work=".work/analysis") -> dict:
+    """Spectrum at every requested checkpoint of the Hessian runs; summary rows and all eigenvalues.
+
+    Each spectrum is kept in ``<work>/hessian/`` under a hash of the checkpoint's bytes and the
+    solver settings, so a rerun after an interruption computes only what is missing.
+    """
     h, scaled = study.hessian, study.scaled().hessian
     dataset = _dataset(study, device)
     n = min(h.images, len(dataset.train_x))
@@ -80,15 +111,11 @@ def hessian(study: Study, runs, device="cpu", progress: bool = False) -> dict:
         run = Run(cell.run_dir(runs, h.seed))
         points += [(cell, run, t, None) for t in scaled.steps if t <= run.metrics["steps"]]
         if cell.method in DST_METHODS:
-            points += [(cell, run, t, when) for t in study.update_steps(cell.method, scaled.updates)
+            points += [(cell, run, t, when) for t in study.nearest_updates(cell.method, scaled.updates)
                        for when in ("pre", "post")]
     rows, spectra = [], {}
     for cell, run, step, when in tqdm(points, desc="hessian", disable=not progress):
-        model = run.model(step, when).to(device)
-        if h.solver == "exact":
-            ev = hessian_lib.exact(model, x, y)
-        else:
-            ev = hessian_lib.lanczos(model, x, y, h.lanczos_k)
+        ev = _spectrum(study, run, step, when, x, y, Path(work) / "hessian", device, progress)
         key = f"{cell.name}@{step}" + (f"-{when}" if when else "")
         spectra[key] = ev
         rows.append({"cell": cell.name, "method": cell.method, "step": step, "when": when or "",
@@ -98,16 +125,15 @@ def hessian(study: Study, runs, device="cpu", progress: bool = False) -> dict:
     return {"summary.csv": pd.DataFrame(rows), "eigenvalues.npz": buffer.getvalue()}
 
 
-def interpolation(study: Study, runs, device="cpu", progress: bool = False) -> dict:
+def interpolation(study: Study, runs, device="cpu", progress: bool = False, **_) -> dict:
     """Four paths per seed to the reference pruning solution: LT / scratch, init / solution."""
     p = study.interpolation
     alphas = np.round(np.linspace(p.alpha_min, p.alpha_max, p.points), 10)
     dataset = _dataset(study, device)
     pruned = Run(PRUNE.run_dir(runs, study.table3.reference_seed))
-    end = pruned.checkpoint("final")
-    model = pruned.model().to(device)
+    model = pruned.model().to(device)  # carries the pruning mask every point shares
+    end = {k: v.clone() for k, v in model.state_dict().items()}  # path() loads each θ(α) into model
     x, y = dataset.train_x[:p.images], dataset.train_y[:p.images]
-    end = {k: v.to(device) for k, v in end.items()}
     jobs = [(f"{name} {which}", s, run, 0 if which == "init" else "final")
             for name, cell in (("LT", LOTTERY), ("Scratch", SCRATCH))
             for s, run in zip(study.seeds, _runs(study, runs, cell))
@@ -124,7 +150,7 @@ def interpolation(study: Study, runs, device="cpu", progress: bool = False) -> d
     return {"points.csv": points, "curves.csv": interpolation_lib.band(points, p.interval)}
 
 
-def distances(study: Study, runs) -> dict:
+def distances(study: Study, runs, **_) -> dict:
     """d_init / d_final per seed (Fig. 5b) and the MDS of all of Figure 5a's points."""
     pruned = Run(PRUNE.run_dir(runs, study.table3.reference_seed))
     ref = distances_lib.flatten(pruned.checkpoint("final"))
@@ -145,12 +171,12 @@ def distances(study: Study, runs) -> dict:
     per_seed = pd.DataFrame(rows)
     summary = per_seed.groupby("group")[["test_acc", "d_init", "d_final"]].mean().reset_index()
     mds = pd.DataFrame({"label": labels, "index": seeds, "x": xy[:, 0], "y": xy[:, 1]})
+    names = pd.Index([f"{label} {i}" for label, i in zip(labels, seeds)], name="point")
     return {"per_seed.csv": per_seed, "summary.csv": summary, "mds.csv": mds,
-            "pairwise.csv": pd.DataFrame(d, index=[f"{l} {i}" for l, i in zip(labels, seeds)],
-                                         columns=[f"{l} {i}" for l, i in zip(labels, seeds)])}
+            "pairwise.csv": pd.DataFrame(d, index=names, columns=names)}
 
 
-def similarity(study: Study, runs, device="cpu") -> dict:
+def similarity(study: Study, runs, device="cpu", **_) -> dict:
     """Table 3's function-similarity columns, one line per (row, metric)."""
     dataset = _dataset(study, device)
     x, y = dataset.test_x, dataset.test_y.cpu().numpy()
@@ -182,7 +208,7 @@ def write(files: dict, out_dir) -> Path:
     for name, content in files.items():
         path = tmp / name
         if isinstance(content, pd.DataFrame):
-            content.to_csv(path, index=content.index.name is not None or name == "pairwise.csv")
+            content.to_csv(path, index=content.index.name is not None)  # a named index is data
         elif isinstance(content, (dict, list)):
             path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
         else:

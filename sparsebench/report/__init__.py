@@ -15,7 +15,7 @@ import pandas as pd
 from ..study import PROTOCOL_STEPS, Study
 from .figures import render as render_figures
 from .paper import REPORTED, Reported, reported
-from .tables import SimilarityLookup, build, render, summary, verdict
+from .tables import SimilarityLookup, build, entry, render, spread, summary
 
 __all__ = ["write", "build", "render", "summary", "REPORTED", "Reported", "reported"]
 
@@ -55,19 +55,10 @@ def figure5b(analysis: Path) -> pd.DataFrame:
     """Figure 5b's numbers (test accuracy, d_init, d_final of LT and scratch) beside the paper's, long form."""
     path = Path(analysis) / "distances" / "per_seed.csv"
     per_seed = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["group", "test_acc", "d_init", "d_final"])
-    lines = []
-    for group in ("LT", "Scratch"):
-        rows = per_seed[per_seed["group"] == group]
-        for column, field in (("Acc_test", "test_acc"), ("d_init", "d_init"), ("d_final", "d_final")):
-            paper = reported("figure5b", f"LeNet5/{group}", column)
-            values = rows[field].astype(float)
-            mean = float(values.mean()) if len(values) else None
-            std = float(values.std(ddof=0)) if len(values) else None
-            lines.append({"row": group, "column": column, "cell": f"distances/{group}", "n": len(values),
-                          "ours": mean, "ours_std": std, "paper": paper.mean, "paper_std": None,
-                          "delta": None if mean is None else mean - paper.mean,
-                          "verdict": verdict(mean, std, paper.mean, None, 2), "decimals": 2, "source": paper.source})
-    return pd.DataFrame(lines)
+    return pd.DataFrame([entry(group, column, f"distances/{group}", reported("figure5b", f"LeNet5/{group}", column),
+                               *spread(per_seed.loc[per_seed["group"] == group, field].astype(float).tolist()))
+                         for group in ("LT", "Scratch")
+                         for column, field in (("Acc_test", "test_acc"), ("d_init", "d_init"), ("d_final", "d_final"))])
 
 
 def _metrics(tables: dict[str, pd.DataFrame]) -> dict:

@@ -85,6 +85,21 @@ def seed_accuracies(cell: Cell, study: Study, runs: Path, only: Optional[int] = 
     return accs
 
 
+def spread(values: list[float]) -> tuple[Optional[float], Optional[float], int]:
+    """(mean, population std, n) of per-seed values; (None, None, 0) when there are none."""
+    return (float(np.mean(values)), float(np.std(values)), len(values)) if values else (None, None, 0)
+
+
+def entry(row: str, column: str, cell: str, paper, mean: Optional[float] = None, std: Optional[float] = None,
+          n: int = 0, decimals: int = 2) -> dict:
+    """One long-form line of a table: ours (mean ± std over n) beside ``paper`` with its verdict."""
+    return {"row": row, "column": column, "cell": cell, "n": n, "ours": mean, "ours_std": std,
+            "paper": paper.mean if paper else None, "paper_std": paper.std if paper else None,
+            "delta": None if mean is None or paper is None else mean - paper.mean,
+            "verdict": verdict(mean, std, paper.mean if paper else None, paper.std if paper else None, decimals),
+            "decimals": decimals, "source": paper.source if paper else ""}
+
+
 SimilarityLookup = Callable[[str, str], Optional[tuple[float, Optional[float]]]]
 
 
@@ -107,26 +122,15 @@ def build(study: Study, runs: str | Path = "results/runs",
                 paper = reported(row.paper_table or name, row.paper_row or row.label, column)
                 if cell is None and paper is None and column not in SIMILARITY_COLUMNS:
                     continue
-                n, mean, std, decimals = 0, None, None, 2
+                source = (cell.name if cell else "") + (f"/s{row.single_seed}" if row.single_seed is not None else "")
                 if column in SIMILARITY_COLUMNS:
-                    decimals = 2 if column == "Ensemble" else 4
                     value = similarity(row.label, column) if similarity else None
-                    if value is not None:
-                        (mean, std), n = value, study.scale.seeds
-                elif cell is not None:
-                    accs = seed_accuracies(cell, study, runs, row.single_seed)
-                    n = len(accs)
-                    if accs:
-                        mean, std = float(np.mean(accs)), float(np.std(accs))
-                lines.append({
-                    "row": row.label, "column": column,
-                    "cell": (cell.name if cell else "") + (f"/s{row.single_seed}" if row.single_seed is not None else ""),
-                    "n": n, "ours": mean, "ours_std": std,
-                    "paper": paper.mean if paper else None, "paper_std": paper.std if paper else None,
-                    "delta": None if mean is None or paper is None else mean - paper.mean,
-                    "verdict": verdict(mean, std, paper.mean if paper else None, paper.std if paper else None,
-                                       decimals),
-                    "decimals": decimals, "source": paper.source if paper else ""})
+                    ours = (*value, study.scale.seeds) if value else ()
+                    lines.append(entry(row.label, column, source, paper, *ours,
+                                       decimals=2 if column == "Ensemble" else 4))
+                else:
+                    accs = seed_accuracies(cell, study, runs, row.single_seed) if cell is not None else []
+                    lines.append(entry(row.label, column, source, paper, *spread(accs)))
         tables[name] = pd.DataFrame(lines)
     return tables
 
