@@ -163,10 +163,10 @@ def hessian(analysis: Path, path: Path) -> Path:
     fig, axes = plt.subplots(1, 4, figsize=(22, 4.4))
     plain = summary[summary["when"].isna() | (summary["when"] == "")]
     for method, c in plain.groupby("method", sort=False):
-        axes[0].plot(c["step"], c["lambda_min"], marker="o", label=METHOD_NAMES.get(method, method))
+        style = dict(marker="o", color=COLORS.get(method, "grey"), label=METHOD_NAMES.get(method, method))
+        axes[0].plot(c["step"], c["lambda_min"], **style)
         if "n_negative" in c:
-            axes[1].plot(c["step"], c["n_negative"], marker="o", label=METHOD_NAMES.get(method, method))
-    axes[0].set_yscale("symlog", linthresh=1e-4)
+            axes[1].plot(c["step"], c["n_negative"], **style)
     axes[0].set_title("λ_min over training", fontsize=10)
     axes[1].set_title("number of negative eigenvalues", fontsize=10)
     for ax in axes[:2]:
@@ -176,7 +176,8 @@ def hessian(analysis: Path, path: Path) -> Path:
     if "n_negative" in updates and not updates.empty:
         for method, c in updates.groupby("method", sort=False):
             pivot = c.pivot(index="step", columns="when", values="n_negative")
-            axes[2].plot(pivot.index, pivot["post"] - pivot["pre"], marker="o", label=METHOD_NAMES.get(method, method))
+            axes[2].plot(pivot.index, pivot["post"] - pivot["pre"], marker="o", color=COLORS.get(method, "grey"),
+                         label=METHOD_NAMES.get(method, method))
         axes[2].axhline(0, color="grey", lw=0.8)
         axes[2].legend(fontsize=8)
     axes[2].set_xlabel("mask-update step")
@@ -185,7 +186,7 @@ def hessian(analysis: Path, path: Path) -> Path:
     for row in last.itertuples():
         ev = spectra[f"{row.cell}@{row.step}"]
         axes[3].hist(np.sign(ev) * np.log10(1 + np.abs(ev) * 1e4), bins=80, histtype="step", log=True,
-                     label=f"{METHOD_NAMES.get(row.method, row.method)} @ {row.step}")
+                     color=COLORS.get(row.method, "grey"), label=f"{METHOD_NAMES.get(row.method, row.method)} @ {row.step}")
     axes[3].set_xlabel("sign(λ)·log10(1 + 10⁴|λ|)")
     axes[3].set_title("spectrum at the last analysed checkpoint", fontsize=10)
     axes[3].legend(fontsize=8)
