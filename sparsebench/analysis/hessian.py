@@ -127,7 +127,8 @@ def lanczos(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 6, batc
 
 
 def summary(eigenvalues: np.ndarray, complete: bool = True) -> dict:
-    """λ_min, λ_max and, for a complete spectrum, the count and share of |λ| mass that is negative.
+    """λ_min, λ_max, ``size`` (eigenvalues given: P when complete, 2k from Lanczos) and, for a complete
+    spectrum, the count and share of |λ| mass that is negative.
 
     An eigenvalue counts as negative below ``-P·eps·max|λ|`` (float64 round-off of eigvalsh).
     """
