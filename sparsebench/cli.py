@@ -198,7 +198,7 @@ def data(params_file, overrides):
 
 
 def cell_command(method: str, doc: str) -> click.Command:
-    """The training stage of ``method``: trains one cell (experiment × init) of the study, all seeds."""
+    """The training stage of ``method``: trains one cell (experiment × init) of the study, all seeds together."""
     from .study import CELLS
     experiments = sorted({c.experiment for c in CELLS if c.method == method})
     inits = sorted({c.init for c in CELLS if c.method == method})

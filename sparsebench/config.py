@@ -168,7 +168,8 @@ class LogConfig:
         (), "mask-update steps whose weights are saved right before and after the update (Hessian)")
     probe_size: int = param(1000, "images in each fixed probe batch (gradient norm; RigL growth)",
                             _positive, "> 0")
-    eval_batch_size: int = param(2000, "test-set evaluation batch size", _positive, "> 0")
+    eval_batch_size: int = param(1000, "test images per forward pass, summed over the runs trained together "
+                                       "(CPU: ~1000 fits the caches; GPU: raise it)", _positive, "> 0")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ SMALL_DENSE_WIDTHS = {"lenet5": (3, 3, 27, 20), "mlp": (8, 8)}
 class LeNet5(nn.Sequential):
     """conv5x5(c1) → pool → conv5x5(c2) → pool → fc(f1) → fc(f2) → fc(classes); valid convs, ReLU, biases.
 
+    Each max-pool runs before its ReLU: the two commute (ReLU is monotone), and the ReLU then
+    touches a quarter of the values.
+
     ``output_relu`` puts a ReLU on the logits, as the signal-propagation notebook does (protocol §11).
     """
 
@@ -26,8 +29,8 @@ class LeNet5(nn.Sequential):
                  output_relu: bool = False):
         c1, c2, f1, f2 = width
         layers = [
-            ("conv1", nn.Conv2d(in_channels, c1, 5)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(c1, c2, 5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("conv1", nn.Conv2d(in_channels, c1, 5)), ("pool1", nn.MaxPool2d(2)), ("relu1", nn.ReLU()),
+            ("conv2", nn.Conv2d(c1, c2, 5)), ("pool2", nn.MaxPool2d(2)), ("relu2", nn.ReLU()),
             ("flatten", nn.Flatten()),
             ("fc1", nn.Linear(c2 * 4 * 4, f1)), ("relu3", nn.ReLU()),
             ("fc2", nn.Linear(f1, f2)), ("relu4", nn.ReLU()),

@@ -48,14 +48,16 @@ class KerasSGD(torch.optim.Optimizer):
         return loss
 
 
-def kernel_groups(model: torch.nn.Module, l2: float) -> list[dict]:
-    """Parameter groups: weights of Conv/Linear layers get ``l2``; biases (and the rest) get none."""
-    kernels, others = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            is_kernel = name == "weight" and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
-            (kernels if is_kernel else others).append(p)
-    return [{"params": kernels, "l2": l2}, {"params": others, "l2": 0.0}]
+def kernel_groups(model: torch.nn.Module, l2: float, params: dict[str, torch.Tensor] | None = None) -> list[dict]:
+    """Parameter groups: weights of Conv/Linear layers get ``l2``; biases (and the rest) get none.
+
+    ``params`` (name → tensor) optimises other tensors in the model's place, e.g. seed stacks.
+    """
+    params = dict(model.named_parameters()) if params is None else params
+    kernels = {f"{m}.weight" if m else "weight" for m, module in model.named_modules()
+               if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))}
+    return [{"params": [p for n, p in params.items() if n in kernels], "l2": l2},
+            {"params": [p for n, p in params.items() if n not in kernels], "l2": 0.0}]
 
 
 def learning_rate(step: int, lr0: float, total_steps: int, schedule: str = "cosine") -> float:

@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from . import data as data_lib
 from .config import (DENSE_INITS, MODELS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig,
                      OptimConfig, PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
 from .dst import GROW as DST_METHODS
 from .dst import update_steps
 from .rundir import Run
-from .train import train
+from .train import train_seeds
 
 #: training length the protocol's step-valued knobs are written for (protocol §3.1)
 PROTOCOL_STEPS = 11719
@@ -371,7 +370,7 @@ def load(path: str | Path = "params.yaml", overrides: typing.Iterable[str] = ())
 
 def run_cell(study: Study, cell: Cell, runs: str | Path = "results/runs", work: str | Path = ".work",
              seeds: typing.Iterable[int] | None = None, *, device: str = "cpu", progress: bool = True) -> list:
-    """Train ``cell``'s seeds and publish them in ``cell.path(runs)``; returns the finished Runs.
+    """Train ``cell``'s seeds together and publish them in ``cell.path(runs)``; returns the finished Runs.
 
     Runs are trained under ``work`` (where an interrupted run resumes, even after a pipeline
     tool deleted the cell's outputs) and moved into place when all are done. Without ``seeds``
@@ -386,9 +385,9 @@ def run_cell(study: Study, cell: Cell, runs: str | Path = "results/runs", work: 
     configs = {s: study.run_config(cell, s, runs) for s in seeds}
     out, staging = cell.path(runs), cell.path(work)
     todo = [s for s in seeds if not _finished(cell.run_dir(runs, s), configs[s])]
-    dataset = data_lib.load(configs[todo[0]].data) if todo else None
-    for s in todo:
-        train(configs[s], cell.run_dir(work, s), dataset, device=device, progress=progress)
+    if todo:   # the seeds train together, one SeedBatch (sparsebench.batched)
+        train_seeds([configs[s] for s in todo], [cell.run_dir(work, s) for s in todo], device=device,
+                    progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     if all_seeds:
         for stale in out.iterdir():

@@ -13,6 +13,10 @@ Iteration ``t`` (``t`` optimizer steps done so far) runs, in order:
 After the last step it logs once more and saves the final checkpoint. A run can stop early
 (``stop_at``) or be killed; it resumes from the last state saved in ``<dir>.partial`` and
 produces exactly what an uninterrupted run would.
+
+The loop trains S runs at once (a cell's seeds; S = 1 for one run): their networks are one
+:class:`~sparsebench.batched.SeedBatch`, every step above runs once for all of them, and each
+run still gets its own data order, mask updates, history and run directory.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import math
 import platform
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -31,13 +36,20 @@ from . import __version__
 from . import data as data_lib
 from . import masks as masks_lib
 from . import methods
+from .batched import SeedBatch
 from .config import ConfigError, RunConfig
-from .models import evaluate
 from .optim import KerasSGD, kernel_groups, learning_rate
 from .rundir import Run, RunWriter
 
 _COLUMNS = ["step", "lr", "train_loss", "test_loss", "test_acc", "grad_norm", "sparsity", "prune_sparsity",
             "drop_fraction", "grown", "grad_norm_before", "grad_norm_after", "grad_norm_delta"]
+
+
+def _norm_rows(names: list[str], grads, masks: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+    """Per seed (leading dim of every gradient): masked gradient norm per parameter and in total."""
+    norms = torch.stack([(g * masks[n] if n in masks else g).flatten(1).norm(dim=1) for n, g in zip(names, grads)], 1)
+    return [{"grad_norm": math.sqrt(sum(v * v for v in row)), **{f"grad_norm/{n}": v for n, v in zip(names, row)}}
+            for row in norms.tolist()]
 
 
 def gradient_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -46,54 +58,94 @@ def gradient_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     Kernels' gradients are multiplied by their masks; biases are dense (protocol §8, lessons §5.3).
     """
     named = list(model.named_parameters())
-    masks = masks_lib.get(model)
-    loss = F.cross_entropy(model(x), y)
-    grads = torch.autograd.grad(loss, [p for _, p in named])
-    norms = torch.stack([(g * masks[n] if n in masks else g).norm() for (n, _), g in zip(named, grads)])
-    values = norms.tolist()
-    out = {"grad_norm": math.sqrt(sum(v * v for v in values))}
-    out.update({f"grad_norm/{n}": v for (n, _), v in zip(named, values)})
-    return out
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), [p for _, p in named])
+    return _norm_rows([n for n, _ in named], [g.unsqueeze(0) for g in grads], masks_lib.get(model))[0]
+
+
+#: config fields in which runs trained together may differ (everything else is one schedule)
+PER_RUN_FIELDS = ("init_seed", "data_seed", "mask.source", "log.checkpoints", "log.update_checkpoints")
+
+
+def check_batchable(cfgs: list[RunConfig]) -> None:
+    """Runs share one stack only if their configs differ in PER_RUN_FIELDS alone; ConfigError otherwise."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    first = dict(flat(cfgs[0].to_dict()))
+    for cfg in cfgs[1:]:
+        for key, value in flat(cfg.to_dict()):
+            if key not in PER_RUN_FIELDS and value != first[key]:
+                raise ConfigError(f"{key}: runs trained together must share it ({first[key]!r} vs {value!r}); "
+                                  f"they may differ only in {', '.join(PER_RUN_FIELDS)}")
 
 
 class Trainer:
-    """State and steps of one run; :func:`train` drives it."""
+    """State and steps of S runs trained together as one :class:`~sparsebench.batched.SeedBatch`
+    (S = 1: a single run); :func:`train_seeds` drives it.
 
-    def __init__(self, cfg: RunConfig, setup: methods.Setup, dataset: data_lib.Dataset, writer: RunWriter,
-                 device: torch.device):
-        self.cfg, self.setup, self.writer, self.device = cfg, setup, writer, device
-        self.model = setup.model.to(device)
+    Each run keeps its own init, mask, data order (its ``data_seed``), mask updates (SET's draws
+    come from its ``init_seed``), history, checkpoints and run directory; the schedule is shared.
+    ``profile`` accumulates wall time per part of the loop (protocol-independent bookkeeping).
+    """
+
+    def __init__(self, cfgs: list[RunConfig], setups: list[methods.Setup], dataset: data_lib.Dataset,
+                 writers: list[RunWriter], device: torch.device):
+        check_batchable(cfgs)
+        self.cfgs, self.setups, self.writers, self.device = cfgs, setups, writers, device
+        self.cfg = cfg = cfgs[0]
+        self.batch = SeedBatch([setup.model.to(device) for setup in setups])
+        self.size = self.batch.size
         self.data = dataset.to(device)
         self.probe, self.grow_probe = self.data.probe_batches(cfg.log.probe_size)
-        self.sampler = data_lib.InfiniteSampler(len(self.data.train_x), cfg.optim.batch_size, cfg.data_seed)
+        self.samplers = [data_lib.InfiniteSampler(len(self.data.train_x), cfg.optim.batch_size, c.data_seed)
+                         for c in cfgs]
         o = cfg.optim
-        self.optimizer = KerasSGD(kernel_groups(self.model, o.weight_decay), lr=o.lr, momentum=o.momentum,
-                                  nesterov=o.nesterov)
-        layers = masks_lib.masked_parameters(self.model)
-        self.masked_weights = [w for _, w, _ in layers]
-        self.mask_tensors = [m for _, _, m in layers]
+        self.optimizer = KerasSGD(kernel_groups(self.batch.base, o.weight_decay, self.batch.params), lr=o.lr,
+                                  momentum=o.momentum, nesterov=o.nesterov)
+        for p in self.batch.params.values():   # created now so that per-seed views of it exist
+            self.optimizer.state[p]["velocity"] = torch.zeros_like(p)
+        masks = self.batch.masks
+        self.masked_weights = [self.batch.params[n] for n in masks]
+        self.mask_tensors = list(masks.values())
         self.step, self.batch_index = 0, 0
-        self.history: dict[int, dict] = defaultdict(dict)
-        self.loss_sum, self.loss_count = torch.zeros((), device=device), 0
+        self.history: list[dict[int, dict]] = [defaultdict(dict) for _ in cfgs]
+        self.loss_sum, self.loss_count = torch.zeros(self.size, device=device), 0
         self.elapsed = 0.0
-        self._norms: tuple[int, dict] = (-1, {})
-        log = cfg.log
-        self.checkpoints = set(log.checkpoints)
-        self.update_checkpoints = set(log.update_checkpoints)
+        self.profile: dict[str, float] = defaultdict(float)
+        self._norms: tuple[int, list] = (-1, [])
+        self.checkpoints = [set(c.log.checkpoints) for c in cfgs]
+        self.update_checkpoints = [set(c.log.update_checkpoints) for c in cfgs]
 
     # -- state ---------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {"step": self.step, "batch_index": self.batch_index, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "history": dict(self.history),
-                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "elapsed": self.elapsed}
+    def state(self, s: int) -> dict:
+        """Run ``s``'s resumable state (its rows of the stacks)."""
+        velocity = {n: self.optimizer.state[p]["velocity"][s].clone() for n, p in self.batch.params.items()}
+        return {"step": self.step, "batch_index": self.batch_index, "model": self.batch.state_dict(s),
+                "velocity": velocity, "history": dict(self.history[s]), "loss_sum": self.loss_sum[s].clone(),
+                "loss_count": self.loss_count, "elapsed": self.elapsed, "profile": dict(self.profile)}
 
-    def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.batch_index = state["step"], state["batch_index"]
-        self.history = defaultdict(dict, state["history"])
-        self.loss_sum, self.loss_count = state["loss_sum"].to(self.device), state["loss_count"]
-        self.elapsed = state["elapsed"]
+    def load_state(self, states: list[dict]) -> None:
+        """Continue from the runs' saved states (all at one step)."""
+        if len({st["step"] for st in states}) != 1:
+            raise ValueError("runs trained together resume from one step")
+        for s, state in enumerate(states):
+            self.batch.models[s].load_state_dict(state["model"])
+            with torch.no_grad():
+                for n, p in self.batch.params.items():
+                    self.optimizer.state[p]["velocity"][s].copy_(state["velocity"][n])
+                self.loss_sum[s] = state["loss_sum"]
+            self.history[s] = defaultdict(dict, state["history"])
+        first = states[0]
+        self.step, self.batch_index, self.loss_count = first["step"], first["batch_index"], first["loss_count"]
+        self.elapsed, self.profile = first["elapsed"], defaultdict(float, first["profile"])
+
+    @contextmanager
+    def _timed(self, part: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.profile[part] += time.perf_counter() - began
 
     # -- pieces of an iteration ------------------------------------------------------------
     def lr(self, step: int) -> float:
@@ -101,62 +153,108 @@ class Trainer:
         return learning_rate(step, o.lr, o.steps, o.lr_schedule)
 
     def _next_batch(self, consume: bool = True):
-        idx = self.sampler.batch(self.batch_index).to(self.device)
+        """One training batch per run, stacked: images (S, B, ...), labels (S, B)."""
+        idx = torch.stack([sampler.batch(self.batch_index) for sampler in self.samplers]).to(self.device)
         if consume:
             self.batch_index += 1
         return self.data.train_x[idx], self.data.train_y[idx]
 
-    def _grow_gradients(self) -> list[torch.Tensor]:
-        """Dense gradient of CE + L2 w.r.t. each masked weight (RigL growth score, protocol §7)."""
+    def _gradient_norms(self) -> list[dict[str, float]]:
+        """:func:`gradient_norms` of every run on the fixed probe batch, in one pass."""
+        with self._timed("gradient_norms"):
+            names = list(self.batch.params)
+            loss = self.batch.losses(*self.probe, shared=True).sum()
+            grads = torch.autograd.grad(loss, list(self.batch.params.values()))
+            return _norm_rows(names, grads, self.batch.masks)
+
+    def _grow_gradients(self) -> list[list[torch.Tensor]]:
+        """Per run, the dense gradient of CE + L2 w.r.t. each masked weight (RigL growth score, protocol §7)."""
         d = self.cfg.dst
-        x, y = self._next_batch(consume=d.skip_step) if d.grow_batch == "live" else self.grow_probe
-        loss = F.cross_entropy(self.model(x), y)
-        grads = torch.autograd.grad(loss, self.masked_weights)
+        if d.grow_batch == "live":
+            loss = self.batch.losses(*self._next_batch(consume=d.skip_step))
+        else:
+            loss = self.batch.losses(*self.grow_probe, shared=True)
+        grads = torch.autograd.grad(loss.sum(), self.masked_weights)
         wd = self.cfg.optim.weight_decay
-        return [g + 2 * wd * w.detach() for g, w in zip(grads, self.masked_weights)] if wd else list(grads)
+        if wd:
+            grads = [g + 2 * wd * w.detach() for g, w in zip(grads, self.masked_weights)]
+        return [[g[s] for g in grads] for s in range(self.size)]
+
+    def _save_checkpoints(self, t: int, when: str | None = None, final: bool = False) -> None:
+        """Each run's checkpoint at ``t`` if it asked for one (``when``: around a mask update)."""
+        wanted = self.update_checkpoints if when else self.checkpoints
+        every = self.cfg.log.checkpoint_every
+        with self._timed("checkpoints"):
+            for s, writer in enumerate(self.writers):
+                if final or t in wanted[s] or (when is None and every and t % every == 0):
+                    writer.save_checkpoint(self.batch.state_dict(s), t, when)
 
     def _dst_update(self, t: int) -> None:
-        dst = self.setup.dst
-        if t in self.update_checkpoints:
-            self.writer.save_checkpoint(self.model.state_dict(), t, "pre")
-        before = gradient_norms(self.model, *self.probe)["grad_norm"]
-        grads = self._grow_gradients() if dst.needs_gradient else None
-        info = dst.update(self.model, t, self.optimizer, grads)
-        if t in self.update_checkpoints:
-            self.writer.save_checkpoint(self.model.state_dict(), t, "post")
-        self._norms = (t, gradient_norms(self.model, *self.probe))   # reused by a log at the same step
-        after = self._norms[1]["grad_norm"]
-        self.history[t].update(info, grad_norm_before=before, grad_norm_after=after, grad_norm_delta=after - before)
+        self._save_checkpoints(t, "pre")
+        before = self._gradient_norms()
+        with self._timed("mask_updates"):
+            grads = self._grow_gradients() if self.setups[0].dst.needs_gradient else [None] * self.size
+            infos = [setup.dst.update(self.batch.models[s], t, self.batch.optimizer_view(self.optimizer, s), grads[s])
+                     for s, setup in enumerate(self.setups)]
+        self._save_checkpoints(t, "post")
+        after = self._gradient_norms()
+        self._norms = (t, after)   # reused by a log at the same step
+        for s, info in enumerate(infos):
+            b, a = before[s]["grad_norm"], after[s]["grad_norm"]
+            self.history[s][t].update(info, grad_norm_before=b, grad_norm_after=a, grad_norm_delta=a - b)
+
+    def _prune(self, t: int) -> None:
+        with self._timed("mask_updates"):
+            for s, setup in enumerate(self.setups):
+                self.history[s][t].update(setup.pruning.update(self.batch.models[s], t,
+                                                               self.batch.optimizer_view(self.optimizer, s)))
+
+    @torch.no_grad()
+    def _evaluate(self) -> list[tuple[float, float]]:
+        """(test loss, test accuracy) of every run; each forward pass takes ``log.eval_batch_size`` images
+        in all, split over the runs."""
+        with self._timed("evaluation"):
+            x, y = self.data.test_x, self.data.test_y
+            size = max(1, self.cfg.log.eval_batch_size // self.size)
+            loss, correct = torch.zeros(self.size, device=self.device), torch.zeros(self.size, device=self.device)
+            self.batch.base.eval()
+            for i in range(0, len(x), size):
+                logits, labels = self.batch.forward(x[i:i + size], shared=True), y[i:i + size]
+                loss += F.cross_entropy(logits.transpose(1, 2), labels.expand(self.size, -1), reduction="none").sum(1)
+                correct += (logits.argmax(-1) == labels).sum(1)
+            self.batch.base.train()
+            return list(zip((loss / len(x)).tolist(), (correct / len(x)).tolist()))
 
     def _log(self, t: int) -> dict:
-        row = self.history[t]
-        row["lr"] = self.lr(t)
-        row["train_loss"] = (self.loss_sum / self.loss_count).item() if self.loss_count else float("nan")
+        train_loss = ((self.loss_sum / self.loss_count).tolist() if self.loss_count
+                      else [float("nan")] * self.size)
         self.loss_sum.zero_()
         self.loss_count = 0
-        row["test_loss"], row["test_acc"] = evaluate(self.model, self.data.test_x, self.data.test_y,
-                                                     self.cfg.log.eval_batch_size)
+        test = self._evaluate()
         cached_step, norms = self._norms
-        row.update(norms if cached_step == t else gradient_norms(self.model, *self.probe))
-        if self.mask_tensors:
-            row["sparsity"] = masks_lib.sparsity_report(self.model)["sparsity"]
-        return row
+        norms = norms if cached_step == t else self._gradient_norms()
+        for s in range(self.size):
+            row = self.history[s][t]
+            row.update(lr=self.lr(t), train_loss=train_loss[s], test_loss=test[s][0], test_acc=test[s][1])
+            row.update(norms[s])
+            if self.mask_tensors:
+                row["sparsity"] = masks_lib.sparsity_report(self.batch.models[s])["sparsity"]
+        return self.history[0][t]
 
     def _sgd_step(self, t: int) -> None:
         lr = self.lr(t)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = self._next_batch()
-        loss = F.cross_entropy(self.model(x), y)
+        losses = self.batch.losses(*self._next_batch())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()
         if self.mask_tensors:
             torch._foreach_mul_([w.grad for w in self.masked_weights], self.mask_tensors)
         self.optimizer.step()
         if self.mask_tensors:
             with torch.no_grad():
                 torch._foreach_mul_(self.masked_weights, self.mask_tensors)
-        self.loss_sum += loss.detach()
+        self.loss_sum += losses.detach()
         self.loss_count += 1
 
     # -- the loop ---------------------------------------------------------------------------
@@ -164,89 +262,116 @@ class Trainer:
         """Train to the end (True) or stop at ``stop_at`` leaving a resumable state (False)."""
         cfg, start = self.cfg, self.step
         total, log = cfg.optim.steps, cfg.log
+        seeds = ",".join(f"{c.init_seed}.{c.data_seed}" for c in self.cfgs)
         bar = tqdm(total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
-                   desc=f"{cfg.method}/{cfg.init.scheme} s{cfg.init_seed}.{cfg.data_seed}")
+                   desc=f"{cfg.method}/{cfg.init.scheme} s{seeds}")
+        dst, pruning = self.setups[0].dst, self.setups[0].pruning
         began = time.perf_counter() - self.elapsed
         try:
             while self.step < total:
                 t = self.step
                 if t != start and (t % resume_every == 0 or t == stop_at):
                     self.elapsed = time.perf_counter() - began
-                    self.writer.save_resume(self.state())
+                    with self._timed("checkpoints"):
+                        for s, writer in enumerate(self.writers):
+                            writer.save_resume(self.state(s))
                 if t == stop_at:
                     return False
-                if self.setup.dst is not None and self.setup.dst.is_update_step(t):
+                if dst is not None and dst.is_update_step(t):
                     self._dst_update(t)
                 if t % log.log_freq == 0:
                     row = self._log(t)
                     bar.set_postfix(acc=f"{row['test_acc']:.4f}", gnorm=f"{row['grad_norm']:.3g}")
-                if t in self.checkpoints or (log.checkpoint_every and t % log.checkpoint_every == 0):
-                    self.writer.save_checkpoint(self.model.state_dict(), t)
-                if self.setup.pruning is not None and self.setup.pruning.is_update_step(t):
-                    self.history[t].update(self.setup.pruning.update(self.model, t, self.optimizer))
+                self._save_checkpoints(t)
+                if pruning is not None and pruning.is_update_step(t):
+                    self._prune(t)
                 self._sgd_step(t)
                 self.step += 1
                 bar.update(1)
             self._log(total)
-            self.writer.save_checkpoint(self.model.state_dict(), total)
+            self._save_checkpoints(total, final=True)
             self.elapsed = time.perf_counter() - began
             return True
         finally:
             bar.close()
 
-    def history_frame(self) -> pd.DataFrame:
-        df = pd.DataFrame.from_dict(dict(self.history), orient="index").sort_index()
+    def history_frame(self, s: int = 0) -> pd.DataFrame:
+        df = pd.DataFrame.from_dict(dict(self.history[s]), orient="index").sort_index()
         df.insert(0, "step", df.index)
         cols = [c for c in _COLUMNS if c in df] + sorted(c for c in df if c not in _COLUMNS)
         return df[cols].reset_index(drop=True)
 
-    def metrics(self) -> dict:
-        report = masks_lib.sparsity_report(self.model)
-        last = self.history[self.cfg.optim.steps]
-        steps_run = self.cfg.optim.steps
+    def metrics(self, s: int = 0) -> dict:
+        cfg, model = self.cfgs[s], self.batch.models[s]
+        report = masks_lib.sparsity_report(model)
+        steps_run = cfg.optim.steps
+        last = self.history[s][steps_run]
+        profile = {k: round(v, 3) for k, v in sorted(self.profile.items())}
+        profile["training"] = round(self.elapsed - sum(self.profile.values()), 3)
         return {
-            "method": self.cfg.method, "init": self.cfg.init.scheme,
-            "init_seed": self.cfg.init_seed, "data_seed": self.cfg.data_seed,
+            "method": cfg.method, "init": cfg.init.scheme,
+            "init_seed": cfg.init_seed, "data_seed": cfg.data_seed,
             "steps": steps_run, "test_acc": last["test_acc"], "test_loss": last["test_loss"],
             "train_loss": last["train_loss"], "grad_norm": last["grad_norm"],
             "sparsity": report["sparsity"], "active_weights": report["active"],
             "trainable": report["trainable"],
             "layer_sparsity": {k: v["sparsity"] for k, v in report["layers"].items()},
             "wall_time_s": self.elapsed, "steps_per_s": steps_run / self.elapsed if self.elapsed else None,
+            "runs_batched": self.size, "time_s": profile,
             "in_channels": self.data.in_channels, "num_classes": self.data.num_classes,
             "env": {"sparsebench": __version__, "torch": torch.__version__, "device": str(self.device),
                     "threads": torch.get_num_threads(), "python": platform.python_version(),
-                    **self.setup.notes},
+                    **self.setups[s].notes},
         }
 
 
-def train(cfg: RunConfig, out_dir, dataset: data_lib.Dataset | None = None, *, device="cpu",
-          progress: bool = True, resume: bool = True, resume_every: int = 500,
-          stop_at: int | None = None) -> Run | None:
-    """Train one run of ``cfg`` into ``out_dir`` and return it (``None`` if stopped at ``stop_at``).
+def train_seeds(cfgs: list[RunConfig], out_dirs, dataset: data_lib.Dataset | None = None, *, device="cpu",
+                progress: bool = True, resume: bool = True, resume_every: int = 500,
+                stop_at: int | None = None) -> list[Run | None]:
+    """Train runs that differ only in :data:`PER_RUN_FIELDS` (a cell's seeds) together, ``cfgs[i]``
+    into ``out_dirs[i]``; returns their Runs (``None`` for those stopped at ``stop_at``).
 
-    ``resume``: reuse a finished run with the same config in ``out_dir``, or continue a partial
-    one; otherwise start afresh. Everything is validated (data found, source run usable) before
-    anything is written.
+    ``resume``: reuse a finished run with the same config, or continue a partial one; otherwise
+    start afresh. Partial runs resume in groups of equal step. Everything is validated (data found,
+    source runs usable) before anything is written.
     """
-    out_dir = Path(out_dir)
-    if resume and (out_dir / "metrics.json").is_file():
-        done = Run(out_dir)
-        if done.config == cfg:
-            return done
+    cfgs, out_dirs = list(cfgs), [Path(d) for d in out_dirs]
+    if len(cfgs) != len(out_dirs) or not cfgs:
+        raise ValueError("train_seeds: one output directory per config, at least one")
+    check_batchable(cfgs)
+    done: dict[int, Run | None] = {}
+    for i, (cfg, out_dir) in enumerate(zip(cfgs, out_dirs)):
+        if resume and (out_dir / "metrics.json").is_file() and Run(out_dir).config == cfg:
+            done[i] = Run(out_dir)
+    todo = [i for i in range(len(cfgs)) if i not in done]
+    if not todo:
+        return [done[i] for i in range(len(cfgs))]
+    cfg = cfgs[0]
     if stop_at is not None and not 0 < stop_at < cfg.optim.steps:
         raise ConfigError(f"stop_at: expected a step in (0, {cfg.optim.steps}), got {stop_at}")
     dataset = dataset if dataset is not None else data_lib.load(cfg.data)
     if 2 * cfg.log.probe_size > len(dataset.train_x):
         raise ConfigError(f"log.probe_size: two probe batches of {cfg.log.probe_size} need "
                           f"{2 * cfg.log.probe_size} training images; {dataset.name} has {len(dataset.train_x)}")
-    setup = methods.setup(cfg, dataset.in_channels, dataset.num_classes)
-    writer = RunWriter(out_dir, cfg)
-    state = writer.prepare(resume)
-    trainer = Trainer(cfg, setup, dataset, writer, torch.device(device))
-    if state is not None:
-        trainer.load_state(state)
-    if not trainer.run(progress, resume_every, stop_at):
-        return None
-    masks = {k: v for k, v in masks_lib.get(trainer.model).items()}
-    return Run(writer.finish(trainer.history_frame(), trainer.metrics(), masks))
+    setups = {i: methods.setup(cfgs[i], dataset.in_channels, dataset.num_classes) for i in todo}
+    writers = {i: RunWriter(out_dirs[i], cfgs[i]) for i in todo}
+    states = {i: writers[i].prepare(resume) for i in todo}
+    states = {i: st if st is None or "velocity" in st else None for i, st in states.items()}  # pre-batching format
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in todo:
+        groups[states[i]["step"] if states[i] else 0].append(i)
+    for members in groups.values():
+        trainer = Trainer([cfgs[i] for i in members], [setups[i] for i in members], dataset,
+                          [writers[i] for i in members], torch.device(device))
+        if states[members[0]] is not None:
+            trainer.load_state([states[i] for i in members])
+        finished = trainer.run(progress, resume_every, stop_at)
+        for s, i in enumerate(members):
+            done[i] = Run(writers[i].finish(trainer.history_frame(s), trainer.metrics(s),
+                                            masks_lib.get(trainer.batch.models[s]))) if finished else None
+    return [done[i] for i in range(len(cfgs))]
+
+
+def train(cfg: RunConfig, out_dir, dataset: data_lib.Dataset | None = None, **kwargs) -> Run | None:
+    """Train one run of ``cfg`` into ``out_dir`` (see :func:`train_seeds` for the options)."""
+    return train_seeds([cfg], [out_dir], dataset, **kwargs)[0]

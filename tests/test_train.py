@@ -27,8 +27,10 @@ def test_pruned_weights_and_momentum_are_zero_after_every_step(method, dataset, 
 
     def checked_step(self, t):
         original(self, t)
-        for name, w, m in masks.masked_parameters(self.model):
-            v = self.optimizer.state[w]["velocity"]
+        model = self.batch.models[0]
+        velocity = self.batch.optimizer_view(self.optimizer, 0).state
+        for name, w, m in masks.masked_parameters(model):
+            v = velocity[w]["velocity"]
             assert (w[m == 0] == 0).all() and (v[m == 0] == 0).all(), f"{method} step {t} {name}"
         checked.append(t)
 

@@ -1,0 +1,145 @@
+"""Seeds trained together: parameters, masks and optimizer state stacked with a leading seed dimension.
+
+Training LeNet5 one seed at a time leaves a GPU idle and a CPU's convolution kernels
+under-used. A :class:`SeedBatch` stacks S networks of the same architecture (each with its own
+init, mask and, in the trainer, its own data order and mask updates) so that the forward pass,
+the backward pass and the optimizer step run once for all seeds:
+
+* ``nn.Sequential`` nets of Conv2d / Linear / ReLU / MaxPool2d / Flatten (LeNet5, the MLP) run as
+  grouped operations: every convolution is one grouped convolution over the seeds' channels in
+  channels-last layout, every linear layer one batched matmul;
+* any other network runs through ``torch.func.vmap`` over ``functional_call``.
+
+Seed ``s``'s network stays an ordinary ``nn.Module`` whose parameters and buffers are *views* of
+row ``s`` of the stacks, so the library's per-network operations (DST and pruning mask updates,
+``state_dict``, sparsity reports) work on it unchanged and write straight into the stacks. Seeds
+never mix: the gradient of the sum of the per-seed losses is each seed's own gradient.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from . import masks as masks_lib
+
+#: layers the grouped forward implements; a Sequential made only of these avoids vmap
+GROUPED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.MaxPool2d, nn.Flatten)
+
+
+def _owner(model: nn.Module, name: str):
+    mod_name, _, attr = name.rpartition(".")
+    return (model.get_submodule(mod_name) if mod_name else model), attr
+
+
+def _groupable(net: nn.Module) -> bool:
+    """A Sequential of GROUPED_LAYERS whose convolutions all come before its flatten."""
+    if not isinstance(net, nn.Sequential):
+        return False
+    flat = False
+    for module in net:
+        if not isinstance(module, GROUPED_LAYERS):
+            return False
+        if isinstance(module, nn.Conv2d) and (flat or module.padding_mode != "zeros"):
+            return False
+        if isinstance(module, nn.Flatten):
+            if (module.start_dim, module.end_dim) != (1, -1):
+                return False
+            flat = True
+    return True
+
+
+class SeedBatch:
+    """S networks of one architecture as stacks with a leading seed dimension (``S = len(models)``).
+
+    ``params`` / ``buffers``: name → stacked tensor; the stacked parameters are the leaves to
+    optimise. ``models[s]`` is seed ``s``'s network, viewing row ``s`` of every stack.
+    """
+
+    def __init__(self, models: list[nn.Module]):
+        if not models:
+            raise ValueError("a SeedBatch needs at least one network")
+        self.models, self.size, self.base = models, len(models), models[0]
+        names = lambda m: [n for n, _ in (*m.named_parameters(), *m.named_buffers())]  # noqa: E731
+        for m in models[1:]:
+            odd = sorted(set(names(m)) ^ set(names(self.base)))
+            if odd:
+                raise ValueError(f"{odd[0]}: every network of a SeedBatch needs the same parameters and buffers")
+        self.params = self._stack(models, "_parameters", [n for n, _ in self.base.named_parameters()])
+        self.buffers = self._stack(models, "_buffers", [n for n, _ in self.base.named_buffers()])
+        self.grouped = _groupable(self.base)
+
+    @staticmethod
+    def _stack(models, kind: str, names: list[str]) -> dict[str, torch.Tensor]:
+        stacks = {}
+        for name in names:
+            rows = [dict(m.named_parameters() if kind == "_parameters" else m.named_buffers()).get(name)
+                    for m in models]
+            if any(r.shape != rows[0].shape for r in rows):
+                raise ValueError(f"{name}: every network of a SeedBatch needs it with one shape")
+            stack = torch.stack([r.detach() for r in rows])
+            for s, m in enumerate(models):
+                owner, attr = _owner(m, name)
+                row = stack[s]
+                getattr(owner, kind)[attr] = nn.Parameter(row) if kind == "_parameters" else row
+            stacks[name] = stack.requires_grad_() if kind == "_parameters" else stack
+        return stacks
+
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Masked parameter name → its stacked 0/1 mask (S, *weight shape)."""
+        return {n[:-len(masks_lib.SUFFIX)]: b for n, b in self.buffers.items() if n.endswith(masks_lib.SUFFIX)}
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Logits ``(S, B, classes)``; ``x`` is ``(S, B, ...)``, one batch per seed, or ``(B, ...)``
+        given to every seed (``shared``)."""
+        if self.grouped:
+            return self._grouped_forward(x.expand(self.size, *x.shape) if shared else x)
+        call = lambda p, b, xs: functional_call(self.base, (p, b), (xs,))  # noqa: E731
+        return vmap(call, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, x)
+
+    def _grouped_forward(self, h: torch.Tensor) -> torch.Tensor:
+        S, grouped = self.size, False   # layouts: (S, B, ...) or grouped (B, S*C, H, W) channels-last
+        for name, module in self.base.named_children():
+            if isinstance(module, nn.Conv2d):
+                if not grouped:   # (S, B, C, H, W) -> (B, S*C, H, W) with channels-last strides, one copy
+                    _, B, C, H, W = h.shape
+                    h = h.permute(1, 3, 4, 0, 2).contiguous().view(B, H, W, S * C).permute(0, 3, 1, 2)
+                    grouped = True
+                bias = self.params.get(f"{name}.bias")
+                h = F.conv2d(h, self.params[f"{name}.weight"].flatten(0, 1),
+                             None if bias is None else bias.flatten(), module.stride, module.padding,
+                             module.dilation, module.groups * S)
+            elif isinstance(module, nn.Linear):
+                weight, bias = self.params[f"{name}.weight"].transpose(1, 2), self.params.get(f"{name}.bias")
+                h = torch.bmm(h, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, weight)
+            elif isinstance(module, nn.Flatten):
+                h = h.reshape(h.shape[0], S, -1).transpose(0, 1) if grouped else h.flatten(2)
+                grouped = False
+            else:   # ReLU, MaxPool2d: per channel, any layout
+                h = module(h)
+        return h
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Mean cross-entropy of each seed on its batch, shape ``(S,)``."""
+        logits = self.forward(x, shared)
+        y = y.expand(self.size, *y.shape) if shared else y
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.size, -1).mean(1)
+
+    # -- per-seed views ------------------------------------------------------------------------
+    def state_dict(self, s: int) -> dict[str, torch.Tensor]:
+        """Seed ``s``'s ``state_dict`` as standalone tensors (a view would save the whole stack)."""
+        return {k: v.detach().clone() for k, v in self.models[s].state_dict().items()}
+
+    def optimizer_view(self, optimizer: torch.optim.Optimizer, s: int) -> SimpleNamespace:
+        """What a per-network mask updater needs of the stacked ``optimizer``: ``.state`` keyed by seed
+        ``s``'s parameters, holding row ``s`` of each state tensor (so zeroing it zeroes the stack's)."""
+        own = dict(self.models[s].named_parameters())
+        state = {own[n]: {k: v[s] for k, v in optimizer.state[p].items()
+                          if torch.is_tensor(v) and v.shape == p.shape}
+                 for n, p in self.params.items() if p in optimizer.state}
+        return SimpleNamespace(state=state)
