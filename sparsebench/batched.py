@@ -30,20 +30,20 @@ from . import masks as masks_lib
 GROUPED_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
 
-def _owner(model: nn.Module, name: str):
-    mod_name, _, attr = name.rpartition(".")
-    return (model.get_submodule(mod_name) if mod_name else model), attr
-
-
 def _groupable(net: nn.Module) -> bool:
-    """A Sequential of GROUPED_LAYERS whose convolutions all come before its flatten."""
+    """A Sequential of GROUPED_LAYERS whose convolutions all come before its flatten (and no linear
+    layer sits between a convolution and the flatten)."""
     if not isinstance(net, nn.Sequential):
         return False
-    flat = False
+    flat, conv = False, False
     for module in net:
         if not isinstance(module, GROUPED_LAYERS):
             return False
-        if isinstance(module, nn.Conv2d) and (flat or module.padding_mode != "zeros"):
+        if isinstance(module, nn.Conv2d):
+            if flat or module.padding_mode != "zeros":
+                return False
+            conv = True
+        if isinstance(module, nn.Linear) and conv and not flat:
             return False
         if isinstance(module, nn.Flatten):
             if (module.start_dim, module.end_dim) != (1, -1):
@@ -82,7 +82,7 @@ class SeedBatch:
                 raise ValueError(f"{name}: every network of a SeedBatch needs it with one shape")
             stack = torch.stack([r.detach() for r in rows])
             for s, m in enumerate(models):
-                owner, attr = _owner(m, name)
+                owner, attr = masks_lib.owner(m, name)
                 row = stack[s]
                 getattr(owner, kind)[attr] = nn.Parameter(row) if kind == "_parameters" else row
             stacks[name] = stack.requires_grad_() if kind == "_parameters" else stack

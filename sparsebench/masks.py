@@ -97,7 +97,8 @@ def select_top(score: torch.Tensor, count) -> torch.Tensor:
 
 # -- masks living in a model ---------------------------------------------------------------
 
-def _owner(model: nn.Module, param_name: str):
+def owner(model: nn.Module, param_name: str) -> tuple[nn.Module, str]:
+    """The submodule holding ``param_name`` and the attribute name there (``fc1.weight`` → fc1, weight)."""
     mod_name, _, attr = param_name.rpartition(".")
     return (model.get_submodule(mod_name) if mod_name else model), attr
 
@@ -105,7 +106,7 @@ def _owner(model: nn.Module, param_name: str):
 def attach(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     """Register (or overwrite) ``masks`` as buffers beside their weights and zero the masked weights."""
     for name, mask in masks.items():
-        module, attr = _owner(model, name)
+        module, attr = owner(model, name)
         weight = getattr(module, attr)
         if tuple(mask.shape) != tuple(weight.shape):
             raise ValueError(f"mask for {name}: shape {tuple(mask.shape)} != weight {tuple(weight.shape)}")
