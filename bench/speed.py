@@ -99,7 +99,7 @@ def main(steps, repeats, seeds, device, study_steps):
 
     # 2. RigL mask updates, as a share of the training steps' time
     for kind in ("RigL", "RigL live batch"):
-        share = _median(kind, repeats, steps, ds, device, lambda m: m["time_s"]["mask_updates"] / m["time_s"]["training"])
+        share = _median(kind, repeats, steps, ds, device, lambda m: m["time_s"].get("mask_updates", 0.0) / m["time_s"]["training"])
         target(f"{kind} mask updates / training", f"{100 * share:.1f} %", "<= 3 %", share <= 0.03,
                "every 100 steps: growth gradient + drop/grow; " +
                ("1000-image probe batch (protocol §7)" if kind == "RigL" else "the live 128-image batch"))
