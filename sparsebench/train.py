@@ -20,6 +20,7 @@ run still gets its own data order, mask updates, history and run directory.
 """
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import time
@@ -37,7 +38,7 @@ from . import data as data_lib
 from . import masks as masks_lib
 from . import methods
 from .batched import SeedBatch
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, leaf_fields
 from .optim import KerasSGD, kernel_groups, learning_rate
 from .rundir import Run, RunWriter
 
@@ -68,20 +69,20 @@ PER_RUN_FIELDS = ("init_seed", "data_seed", "mask.source", "log.checkpoints", "l
 
 def check_batchable(cfgs: list[RunConfig]) -> None:
     """Runs share one stack only if their configs differ in PER_RUN_FIELDS alone; ConfigError otherwise."""
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    first = dict(flat(cfgs[0].to_dict()))
-    for cfg in cfgs[1:]:
-        for key, value in flat(cfg.to_dict()):
-            if key not in PER_RUN_FIELDS and value != first[key]:
-                raise ConfigError(f"{key}: runs trained together must share it ({first[key]!r} vs {value!r}); "
+    for key, _, _ in leaf_fields():
+        if key in PER_RUN_FIELDS:
+            continue
+        first = functools.reduce(getattr, key.split("."), cfgs[0])
+        for cfg in cfgs[1:]:
+            value = functools.reduce(getattr, key.split("."), cfg)
+            if value != first:
+                raise ConfigError(f"{key}: runs trained together must share it ({first!r} vs {value!r}); "
                                   f"they may differ only in {', '.join(PER_RUN_FIELDS)}")
 
 
 class Trainer:
     """State and steps of S runs trained together as one :class:`~sparsebench.batched.SeedBatch`
-    (S = 1: a single run); :func:`train_seeds` drives it.
+    (S = 1: a single run); :func:`train_seeds` checks the configs (:func:`check_batchable`) and drives it.
 
     Each run keeps its own init, mask, data order (its ``data_seed``), mask updates (SET's draws
     come from its ``init_seed``), history, checkpoints and run directory; the schedule is shared.
@@ -90,7 +91,6 @@ class Trainer:
 
     def __init__(self, cfgs: list[RunConfig], setups: list[methods.Setup], dataset: data_lib.Dataset,
                  writers: list[RunWriter], device: torch.device):
-        check_batchable(cfgs)
         self.cfgs, self.setups, self.writers, self.device = cfgs, setups, writers, device
         self.cfg = cfg = cfgs[0]
         self.batch = SeedBatch([setup.model.to(device) for setup in setups])
@@ -184,10 +184,11 @@ class Trainer:
         """Each run's checkpoint at ``t`` if it asked for one (``when``: around a mask update)."""
         wanted = self.update_checkpoints if when else self.checkpoints
         every = self.cfg.log.checkpoint_every
-        with self._timed("checkpoints"):
-            for s, writer in enumerate(self.writers):
-                if final or t in wanted[s] or (when is None and every and t % every == 0):
-                    writer.save_checkpoint(self.batch.state_dict(s), t, when)
+        due = [s for s in range(self.size) if final or t in wanted[s] or (when is None and every and t % every == 0)]
+        if due:   # called every step: time (and touch) nothing unless a checkpoint is due
+            with self._timed("checkpoints"):
+                for s in due:
+                    self.writers[s].save_checkpoint(self.batch.state_dict(s), t, when)
 
     def _dst_update(self, t: int) -> None:
         self._save_checkpoints(t, "pre")
