@@ -14,6 +14,10 @@ Seed ``s``'s network stays an ordinary ``nn.Module`` whose parameters and buffer
 row ``s`` of the stacks, so the library's per-network operations (DST and pruning mask updates,
 ``state_dict``, sparsity reports) work on it unchanged and write straight into the stacks. Seeds
 never mix: the gradient of the sum of the per-seed losses is each seed's own gradient.
+
+A batch of one network (``S = 1``: a single run, an ImageNet run, a run under DDP) stacks nothing:
+``params`` are the network's own parameters, so it can be wrapped in DistributedDataParallel and
+its BatchNorm layers run as usual; :meth:`row` / :meth:`rows` give the per-seed view either way.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import masks as masks_lib
 
@@ -68,8 +73,15 @@ class SeedBatch:
             odd = sorted(set(names(m)) ^ set(names(self.base)))
             if odd:
                 raise ValueError(f"{odd[0]}: every network of a SeedBatch needs the same parameters and buffers")
-        self.params = self._stack(models, "_parameters", [n for n, _ in self.base.named_parameters()])
-        self.buffers = self._stack(models, "_buffers", [n for n, _ in self.base.named_buffers()])
+        self.stacked = self.size > 1
+        if self.stacked:
+            if any(isinstance(m, _BatchNorm) for m in self.base.modules()):
+                raise ValueError("networks with BatchNorm train one per SeedBatch (their running statistics "
+                                 "cannot be stacked)")
+            self.params = self._stack(models, "_parameters", [n for n, _ in self.base.named_parameters()])
+            self.buffers = self._stack(models, "_buffers", [n for n, _ in self.base.named_buffers()])
+        else:
+            self.params, self.buffers = dict(self.base.named_parameters()), dict(self.base.named_buffers())
         self.grouped = _groupable(self.base)
 
     @staticmethod
@@ -90,13 +102,26 @@ class SeedBatch:
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
-        """Masked parameter name → its stacked 0/1 mask (S, *weight shape)."""
+        """Masked parameter name → its 0/1 mask as held (stacked: (S, *weight shape))."""
         return {n[:-len(masks_lib.SUFFIX)]: b for n, b in self.buffers.items() if n.endswith(masks_lib.SUFFIX)}
 
+    def row(self, tensor: torch.Tensor, s: int) -> torch.Tensor:
+        """Seed ``s``'s part of a tensor shaped like ``params`` (or their gradients / optimizer state)."""
+        return tensor[s] if self.stacked else tensor
+
+    def rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A tensor shaped like ``params`` with the leading seed dimension, also when ``S = 1``."""
+        return tensor if self.stacked else tensor.unsqueeze(0)
+
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shared: bool = False, module: nn.Module | None = None) -> torch.Tensor:
         """Logits ``(S, B, classes)``; ``x`` is ``(S, B, ...)``, one batch per seed, or ``(B, ...)``
-        given to every seed (``shared``)."""
+        given to every seed (``shared``). ``module`` (``S = 1`` only) runs the forward pass instead of
+        the network, e.g. its DistributedDataParallel wrapper."""
+        if module is not None or (not self.stacked and not self.grouped):
+            if self.stacked:
+                raise ValueError("a module runs the forward pass of a single network only")
+            return (module or self.base)(x if shared else x[0]).unsqueeze(0)
         if self.grouped:
             return self._grouped_forward(x.expand(self.size, *x.shape) if shared else x)
         call = lambda p, b, xs: functional_call(self.base, (p, b), (xs,))  # noqa: E731
@@ -104,18 +129,19 @@ class SeedBatch:
 
     def _grouped_forward(self, h: torch.Tensor) -> torch.Tensor:
         S, grouped = self.size, False   # layouts: (S, B, ...) or grouped (B, S*C, H, W) channels-last
+        params = {n: self.rows(p) for n, p in self.params.items()}
         for name, module in self.base.named_children():
             if isinstance(module, nn.Conv2d):
                 if not grouped:   # (S, B, C, H, W) -> (B, S*C, H, W) with channels-last strides, one copy
                     _, B, C, H, W = h.shape
                     h = h.permute(1, 3, 4, 0, 2).contiguous().view(B, H, W, S * C).permute(0, 3, 1, 2)
                     grouped = True
-                bias = self.params.get(f"{name}.bias")
-                h = F.conv2d(h, self.params[f"{name}.weight"].flatten(0, 1),
+                bias = params.get(f"{name}.bias")
+                h = F.conv2d(h, params[f"{name}.weight"].flatten(0, 1),
                              None if bias is None else bias.flatten(), module.stride, module.padding,
                              module.dilation, module.groups * S)
             elif isinstance(module, nn.Linear):
-                weight, bias = self.params[f"{name}.weight"].transpose(1, 2), self.params.get(f"{name}.bias")
+                weight, bias = params[f"{name}.weight"].transpose(1, 2), params.get(f"{name}.bias")
                 h = torch.bmm(h, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, weight)
             elif isinstance(module, nn.Flatten):
                 h = h.reshape(h.shape[0], S, -1).transpose(0, 1) if grouped else h.flatten(2)
@@ -124,11 +150,13 @@ class SeedBatch:
                 h = module(h)
         return h
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool = False) -> torch.Tensor:
-        """Mean cross-entropy of each seed on its batch, shape ``(S,)``."""
-        logits = self.forward(x, shared)
+    def losses(self, x: torch.Tensor, y: torch.Tensor, shared: bool = False, label_smoothing: float = 0.0,
+               module: nn.Module | None = None) -> torch.Tensor:
+        """Mean cross-entropy (optionally label-smoothed) of each seed on its batch, shape ``(S,)``."""
+        logits = self.forward(x, shared, module)
         y = y.expand(self.size, *y.shape) if shared else y
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(self.size, -1).mean(1)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none",
+                               label_smoothing=label_smoothing).view(self.size, -1).mean(1)
 
     # -- per-seed views ------------------------------------------------------------------------
     def state_dict(self, s: int) -> dict[str, torch.Tensor]:
@@ -139,7 +167,7 @@ class SeedBatch:
         """What a per-network mask updater needs of the stacked ``optimizer``: ``.state`` keyed by seed
         ``s``'s parameters, holding row ``s`` of each state tensor (so zeroing it zeroes the stack's)."""
         own = dict(self.models[s].named_parameters())
-        state = {own[n]: {k: v[s] for k, v in optimizer.state[p].items()
+        state = {own[n]: {k: self.row(v, s) for k, v in optimizer.state[p].items()
                           if torch.is_tensor(v) and v.shape == p.shape}
                  for n, p in self.params.items() if p in optimizer.state}
         return SimpleNamespace(state=state)

@@ -241,6 +241,66 @@ def cell_command(method: str, doc: str) -> click.Command:
     return command
 
 
+def imagenet_command(doc: str) -> click.Command:
+    """The ImageNet family's training stage: one (arch, experiment, method, init) cell, run under torchrun."""
+    from .imagenet import ARCHS, CELLS
+    pick = lambda name, values: click.option(f"--{name}", type=click.Choice(sorted(set(values))),  # noqa: E731
+                                             required=True, help=f"Which {name} of the ImageNet family.")
+
+    @click.command("imagenet", context_settings=_HELP, help=doc)
+    @pick("arch", ARCHS)
+    @pick("experiment", [c.experiment for c in CELLS])
+    @pick("method", [c.method for c in CELLS])
+    @pick("init", [c.init for c in CELLS])
+    @click.option("--seed", "seeds", type=int, multiple=True,
+                  help="Train only this seed (repeatable) [default: all of the cell's seeds].")
+    @click.option("--params", "params_file", default="imagenet/params.yaml", show_default=True,
+                  type=click.Path(dir_okay=False), help="The ImageNet family's parameters.")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override a key of --params, e.g. --set scale.steps=2000 (repeatable).")
+    @click.option("--runs", default="results/imagenet/runs", show_default=True, type=click.Path(file_okay=False),
+                  help="Root of the run directories: <runs>/<arch>/<experiment>/<method>/<init>/s<seed>.")
+    @click.option("--work", default=".work/imagenet", show_default=True, type=click.Path(file_okay=False),
+                  help="Where runs train before they are moved into place (resumable).")
+    @click.option("--device", default=None, help="torch device [default: cuda if available, else cpu]; "
+                                                 "under torchrun each process takes GPU LOCAL_RANK.")
+    @click.option("--workers", type=click.IntRange(min=0), default=8, show_default=True,
+                  help="Data-loading processes per training process.")
+    @click.option("--channels-last/--no-channels-last", default=None,
+                  help="channels_last memory layout [default: on with CUDA].")
+    @click.option("--resume-every", type=click.IntRange(min=1), default=500, show_default=True,
+                  help="Steps between saved resume states.")
+    @click.option("--progress/--no-progress", default=None,
+                  help="Show progress bars [default: when stderr is a terminal].")
+    def command(arch, experiment, method, init, seeds, params_file, overrides, runs, work, device, workers,
+                channels_last, resume_every, progress):
+        import numpy as np
+        import torch
+        from . import imagenet
+        from .distributed import context
+        try:
+            study = imagenet.load(params_file, overrides)
+            cell = imagenet.find_cell(arch, experiment, method, init)
+        except C.ConfigError as e:
+            _fail(str(e), 2)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        ctx = context(device)
+        progress = sys.stderr.isatty() if progress is None else progress
+        try:
+            done = imagenet.run_cell(study, cell, runs, work, seeds or None, device=device, progress=progress,
+                                     workers=workers, resume_every=resume_every,
+                                     channels_last=ctx.device.type == "cuda" if channels_last is None else channels_last)
+        except C.ConfigError as e:
+            _fail(str(e), 2)
+        except DataNotFoundError as e:
+            _fail(f"{e} (data.root in {params_file})", 1)
+        if ctx.main:
+            accs = [100 * r.metrics["test_acc"] for r in done]
+            click.echo(f"{cell.name}: top-1 {np.mean(accs):.2f} ± {np.std(accs):.2f} % over {len(accs)} seed(s), "
+                       f"{ctx.world} process(es) -> {cell.path(runs)}")
+    return command
+
+
 #: the analyses of sparsebench.analysis.suite, in pipeline order
 ANALYSES = ("signal_propagation", "gradient_flow", "hessian", "interpolation", "distances", "similarity")
 
@@ -298,15 +358,28 @@ for _name in ANALYSES:
               help="Root of the analyses' outputs (missing ones are reported as missing).")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Writes <out>/tables/*.md|csv, <out>/figures/*.png, <out>/metrics.json.")
-def report(params_file, overrides, runs, analysis, out):
+@click.option("--imagenet-params", default="imagenet/params.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="The ImageNet family's parameters (read when --imagenet-runs exists).")
+@click.option("--imagenet-runs", default="results/imagenet/runs", show_default=True, type=click.Path(file_okay=False),
+              help="ImageNet run directories; when this exists, Table 1 gets its VGG16 / ResNet50 columns and "
+                   "Table 3 its ResNet50 rows.")
+def report(params_file, overrides, runs, analysis, out, imagenet_params, imagenet_runs):
     """Stage `report`: rebuild Tables 1–3 and the figures from the runs and analyses, beside the paper's numbers.
 
     Each table cell is ours as mean ± population std over seeds, the paper's value and a verdict
     (within 2σ or not). Cells without finished runs or analyses are reported as missing, never invented.
+    The ImageNet columns appear once the ImageNet family has run (results/imagenet/runs exists).
     """
     from . import report as report_lib
     study = _load_study(params_file, overrides)
-    tables, figures = report_lib.write(study, runs, out, analysis)
+    family = None
+    if Path(imagenet_runs).is_dir():
+        from . import imagenet
+        try:
+            family = (imagenet.load(imagenet_params), Path(imagenet_runs))
+        except C.ConfigError as e:
+            _fail(str(e), 2)
+    tables, figures = report_lib.write(study, runs, out, analysis, family)
     for name, table in tables.items():
         click.echo(f"{name}: {report_lib.summary(table)} -> {out}/tables/{name}.md")
     click.echo(f"figures: {', '.join(figures) or 'none (no analysis outputs yet)'} -> {out}/figures")

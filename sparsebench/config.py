@@ -22,8 +22,8 @@ import yaml
 
 METHODS = ("dense", "small_dense", "prune", "lottery", "scratch", "prune_restart",
            "set", "rigl", "rigl_inverted")
-DATASETS = ("mnist", "fashion_mnist", "synthetic")
-MODELS = ("lenet5", "mlp")
+DATASETS = ("mnist", "fashion_mnist", "synthetic", "imagefolder")
+MODELS = ("lenet5", "mlp", "vgg16", "resnet50")
 INIT_SCHEMES = ("dense", "liu", "ours")
 DENSE_INITS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
                "lecun_normal", "lecun_uniform")
@@ -56,36 +56,55 @@ def _fraction(v): return 0 <= v < 1
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset and where to find it (protocol §1.1)."""
-    dataset: Literal[DATASETS] = param("mnist", "training data: mnist, fashion_mnist or synthetic (tests)")
-    root: str = param("data", "directory holding the IDX files (or where torchvision downloads them)")
+    """Dataset and where to find it (protocol §1.1, §1.2)."""
+    dataset: Literal[DATASETS] = param(
+        "mnist", "training data: mnist, fashion_mnist, synthetic (tests) or imagefolder (ImageNet layout)")
+    root: str = param("data", "directory holding the IDX files (or where torchvision downloads them); "
+                              "imagefolder: the directory with train/ and val/")
     download: bool = param(True, "download through torchvision when the files are missing")
     synthetic_train: int = param(4000, "synthetic dataset: training images (>= 2000 for the probe batches)",
                                  lambda v: v >= 2000, ">= 2000")
     synthetic_test: int = param(1000, "synthetic dataset: test images", _positive, "> 0")
+    image_size: int = param(224, "imagefolder: side of the training crop and of the eval centre crop",
+                            _positive, "> 0")
+    eval_resize: int = param(256, "imagefolder: shorter side resized to before the eval centre crop",
+                             _positive, "> 0")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network (protocol §2.1, §2.2)."""
-    name: Literal[MODELS] = param("lenet5", "architecture: lenet5 or mlp")
+    """Network (protocol §2.1-§2.5)."""
+    name: Literal[MODELS] = param("lenet5", "architecture: lenet5, mlp, vgg16 or resnet50")
     width: Optional[tuple[int, ...]] = param(
-        None, "hidden sizes; default lenet5 (6,16,120,84), mlp (300,100); "
+        None, "lenet5/mlp hidden sizes; default lenet5 (6,16,120,84), mlp (300,100); "
               "small_dense uses (3,3,27,20) / (8,8)")
+    width_multiplier: Optional[float] = param(
+        None, "vgg16/resnet50: every layer's width times this; default 1, small_dense 0.44 / 0.425 "
+              "(the 80%-sparse parameter counts, protocol §2.5)", _positive, "> 0")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with momentum in the Keras form, cosine LR, L2 on kernels (protocol §3.1)."""
+    """SGD with momentum, LR schedule, L2 on kernels, loss (protocol §3.1 MNIST, §3.2 ImageNet)."""
     steps: int = param(11719, "training steps (25 MNIST epochs at batch 128)", _positive, "> 0")
     batch_size: int = param(128, "training batch size", _positive, "> 0")
     lr: float = param(0.05, "initial learning rate", _positive, "> 0")
-    lr_schedule: Literal["cosine", "constant"] = param(
-        "cosine", "cosine: lr0/2 (1+cos(pi t/T)); constant: lr0")
-    momentum: float = param(0.9, "momentum (Keras form v <- m v - lr g; w <- w + v)", _fraction, "in [0, 1)")
+    lr_schedule: Literal["cosine", "constant", "step"] = param(
+        "cosine", "cosine: lr0/2 (1+cos(pi t/T)); constant: lr0; step: linear warm-up over warmup_steps, "
+                  "then lr0 times decay_factor per decay step passed (ImageNet)")
+    warmup_steps: int = param(0, "step schedule: steps of linear warm-up from 0", _non_negative, ">= 0")
+    decay_steps: tuple[int, ...] = param((), "step schedule: steps where the LR is multiplied by decay_factor")
+    decay_factor: float = param(0.1, "step schedule: LR multiplier at each decay step", _positive, "> 0")
+    momentum: float = param(0.9, "momentum", _fraction, "in [0, 1)")
     nesterov: bool = param(False, "Nesterov momentum (ImageNet protocol §3.2)")
-    weight_decay: float = param(5e-4, "Keras l2: adds wd * sum(w^2) over kernels (biases never)",
+    convention: Literal["keras", "tf1"] = param(
+        "keras", "keras: v <- m v - lr g, w <- w + v and l2 wd*sum(w^2) (MNIST code); tf1: a <- m a + g, "
+                 "w <- w - lr a and l2_regularizer wd*sum(w^2)/2 = PyTorch SGD weight_decay (ImageNet code)")
+    weight_decay: float = param(5e-4, "L2 on kernels (biases, BN never), in the units of `convention`",
                                 _non_negative, ">= 0")
+    label_smoothing: float = param(0.0, "label smoothing of the training loss (ImageNet: 0.1)", _fraction,
+                                   "in [0, 1)")
+    precision: Literal["fp32", "bf16"] = param("fp32", "bf16: forward/backward under bfloat16 autocast")
 
 
 @dataclass(frozen=True)
@@ -168,6 +187,8 @@ class LogConfig:
         (), "mask-update steps whose weights are saved right before and after the update (Hessian)")
     probe_size: int = param(1000, "images in each fixed probe batch (gradient norm; RigL growth)",
                             _positive, "> 0")
+    batch_grad_norm: bool = param(False, "also log every step the norm of the training batch's gradient of "
+                                         "the full loss (ImageNet definition, protocol §8)")
     eval_batch_size: int = param(1000, "test images per forward pass, summed over the runs trained together "
                                        "(CPU: ~1000 fits the caches; GPU: raise it)", _positive, "> 0")
 
@@ -203,6 +224,9 @@ class RunConfig:
                 raise ConfigError(f"prune.end_step: {p.end_step} is not before the end of training "
                                   f"(optim.steps={self.optim.steps}); scale the pruning schedule with the steps")
             p.check_reaches_target()
+        if list(self.optim.decay_steps) != sorted(set(self.optim.decay_steps)) or any(
+                s <= 0 for s in self.optim.decay_steps):
+            raise ConfigError(f"optim.decay_steps: expected increasing steps > 0, got {list(self.optim.decay_steps)}")
         if any(s < 0 for s in self.log.checkpoints):
             raise ConfigError(f"log.checkpoints: steps must be >= 0, got {list(self.log.checkpoints)}")
 
@@ -315,6 +339,8 @@ def build(cls, data: Any, path: str = ""):
     for name, value in data.items():
         f, tp, key = fields[name], hints[name], _join(path, name)
         if dataclasses.is_dataclass(tp):
+            if f.default_factory is not dataclasses.MISSING and isinstance(value, dict):
+                value = _merge(_to_plain(dataclasses.asdict(f.default_factory())), value)  # keep its defaults
             kwargs[name] = build(tp, value, key)
             continue
         value = _coerce(tp, value, key)
@@ -328,6 +354,14 @@ def build(cls, data: Any, path: str = ""):
         if path:
             raise ConfigError(f"{path}.{e}") from None
         raise
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _join(path: str, name: str) -> str:

@@ -236,3 +236,40 @@ class InfiniteSampler:
             parts.append(self._permutation(epoch)[offset:offset + take])
             pos, need = pos + take, need - take
         return torch.from_numpy(np.concatenate(parts))
+
+
+class TensorSource:
+    """An in-memory :class:`Dataset` as the training loop's data source, for S runs trained together.
+
+    The data sit on the training device; batch ``b`` of every run is gathered with one index
+    (run ``s`` follows its own :class:`InfiniteSampler`). Under DDP (``world`` processes) rank ``r``
+    takes the ``r``-th contiguous share of each global batch and the ``r``-th strided share of the
+    probe batches and of the test set, so the processes together see what one process would.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seeds: list[int], probe_size: int = 1000,
+                 device="cpu", rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} does not split over {world} processes")
+        self.data = dataset.to(device)
+        self.name, self.in_channels, self.num_classes = dataset.name, dataset.in_channels, dataset.num_classes
+        self.train_size, self.test_size = len(dataset.train_x), len(dataset.test_x)
+        self.samplers = [InfiniteSampler(self.train_size, batch_size, s) for s in seeds]
+        self.share = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
+        self.rank, self.world, self.probe_size, self.device = rank, world, probe_size, device
+
+    def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``b`` of every run (this process's share): images (S, B, ...), labels (S, B)."""
+        idx = torch.stack([sampler.batch(b)[self.share] for sampler in self.samplers]).to(self.device)
+        return self.data.train_x[idx], self.data.train_y[idx]
+
+    def probes(self):
+        """(gradient probe, growth probe), this process's share of each (protocol §1.1)."""
+        return tuple((x[self.rank::self.world], y[self.rank::self.world])
+                     for x, y in self.data.probe_batches(self.probe_size))
+
+    def test_batches(self, size: int):
+        """This process's share of the test set in batches of at most ``size`` images."""
+        x, y = self.data.test_x[self.rank::self.world], self.data.test_y[self.rank::self.world]
+        for i in range(0, len(x), size):
+            yield x[i:i + size], y[i:i + size]

@@ -8,6 +8,9 @@
   §6.3); fan-out and fan-average variants for the backward / average cases.
 
 Biases start at 0; inactive positions are 0. Layers without a mask keep the dense family.
+A model may name weights in ``init_std`` (name → std): their dense init is then a plain
+N(0, std^2) instead of the family, and Liu's is that divided by sqrt(density); the ResNet-50
+FC is N(0, 0.01^2) this way (§2.4, §6.1). Only Conv2d/Linear are visited, so BN stays as built.
 """
 from __future__ import annotations
 
@@ -86,23 +89,28 @@ def initialize(model: nn.Module, scheme: str = "dense", dense: str = "glorot_uni
     """(Re-)initialise every Conv2d/Linear of ``model`` in place with ``scheme`` (dense, liu, ours).
 
     Masks already attached to the model decide the sparse schemes; biases are set to 0.
+    ``model.init_std`` (optional, name → std) replaces the dense family of those weights by N(0, std^2).
     """
     if scheme not in ("dense", "liu", "ours"):
         raise ValueError(f"init scheme {scheme!r}: unknown; allowed: dense, liu, ours")
     masks = masks_lib.get(model)
+    init_std = getattr(model, "init_std", {})
     for mod_name, module in model.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.Linear)):
             continue
         name = f"{mod_name}.weight"
         shape = tuple(module.weight.shape)
         mask = masks.get(name)
-        if mask is None or scheme == "dense":
-            w = variance_scaling(shape, dense, generator)
-        elif scheme == "liu":
-            density = float(mask.sum()) / mask.numel()
-            w = variance_scaling(shape, dense, generator, density=max(density, 1.0 / mask.numel()))
-        else:
+        if mask is not None and scheme == "ours":
             w = unit_scaled(mask, ours, scale, generator)
+        else:
+            density = 1.0
+            if mask is not None and scheme == "liu":
+                density = max(float(mask.sum()) / mask.numel(), 1.0 / mask.numel())
+            if name in init_std:
+                w = _sample(shape, init_std[name] ** 2 / density, "normal", generator)
+            else:
+                w = variance_scaling(shape, dense, generator, density=density)
         module.weight.copy_(w)
         if module.bias is not None:
             module.bias.zero_()

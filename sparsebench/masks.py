@@ -144,7 +144,7 @@ def apply_(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> 
     """Enforce the invariant: zero masked weights and every optimizer-state tensor shaped like them.
 
     Works for any optimizer whose state tensors have the parameter's shape (SGD's momentum,
-    Adam's moments, :class:`~sparsebench.train.KerasSGD`'s velocity).
+    Adam's moments, :class:`~sparsebench.optim.MomentumSGD`'s velocity).
     """
     for _, weight, mask in masked_parameters(model):
         weight.mul_(mask)

@@ -16,7 +16,8 @@ set / rigl /       source mask (or random)             fresh init: dense/liu/our
 rigl_inverted
 =================  ==================================  =============================  ==============
 
-Every run gets a fresh optimizer and the full LR schedule (protocol §5).
+Every run gets a fresh optimizer and the full LR schedule (protocol §5). Runs that start from a
+source run's weights take its parameters only: BatchNorm running statistics start fresh (§5, ImageNet).
 
 Runs that start dense (dense, small_dense, prune) and runs that draw a fresh init on a mask
 (scratch, SET, RigL) use different random streams: with one stream, a scratch run with the
@@ -34,7 +35,7 @@ from . import masks as masks_lib
 from . import models, seeds
 from .config import ConfigError, RunConfig
 from .dst import GROW, DynamicSparse
-from .optim import learning_rate
+from .optim import schedule
 from .pruning import GradualPruning
 
 FROM_SOURCE_WEIGHTS = ("lottery", "prune_restart")
@@ -51,14 +52,18 @@ class Setup:
 
 
 def build_model(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
-    """The network of a run (small_dense → the narrow widths unless model.width is set)."""
-    width = cfg.model.width
-    if width is None and cfg.method == "small_dense":
-        width = models.SMALL_DENSE_WIDTHS[cfg.model.name]
+    """The network of a run (small_dense → the narrow widths unless model.width(_multiplier) is set)."""
+    name, width, multiplier = cfg.model.name, cfg.model.width, cfg.model.width_multiplier
+    if cfg.method == "small_dense":
+        if width is None and name in models.SMALL_DENSE_WIDTHS:
+            width = models.SMALL_DENSE_WIDTHS[name]
+        if multiplier is None and name in models.SMALL_DENSE_MULTIPLIERS:
+            multiplier = models.SMALL_DENSE_MULTIPLIERS[name]
+    kwargs = {} if multiplier is None else {"width_multiplier": multiplier}
     try:
-        model = models.build(cfg.model.name, width, in_channels=in_channels, num_classes=num_classes)
+        model = models.build(name, width, in_channels=in_channels, num_classes=num_classes, **kwargs)
     except ValueError as e:
-        raise ConfigError(f"model.width: {e}") from None
+        raise ConfigError(f"model.{'width' if width is not None else 'width_multiplier'}: {e}") from None
     names = set(models.prunable(model))
     unknown = sorted(set(cfg.mask.dense_layers) - names)
     if unknown:
@@ -122,16 +127,20 @@ def setup(cfg: RunConfig, in_channels: int = 1, num_classes: int = 10) -> Setup:
             state = run.checkpoint(step)
         except FileNotFoundError as e:
             raise ConfigError(f"rewind_step: {e}") from None
-        model.load_state_dict({k: v for k, v in state.items() if not k.endswith(masks_lib.SUFFIX)})
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                if k in params:
+                    params[k].copy_(v)
         masks_lib.attach(model, masks)
         out.notes["weights_from"] = f"{run.path}@{step}"
     else:
         masks_lib.attach(model, masks)
         init_lib.initialize(model, **init_kwargs)
     if cfg.method in GROW:
-        o, d = cfg.optim, cfg.dst
+        o, d, lr = cfg.optim, cfg.dst, schedule(cfg.optim)
         out.dst = DynamicSparse(
             cfg.method, o.steps, d.update_freq, d.begin_step, d.end_step, d.drop_fraction, d.drop_schedule,
-            lr_ratio=lambda t: learning_rate(t, 1.0, o.steps, o.lr_schedule),
+            lr_ratio=lambda t: lr(t) / o.lr,
             drop_noise=d.drop_noise, seed=cfg.init_seed)
     return out

@@ -51,11 +51,17 @@ class RunWriter:
         if self.dir.exists():
             same = cfg_path.exists() and json.loads(cfg_path.read_text()) == self.config.to_dict()
             if resume and same and (self.dir / "resume.pt").exists():
-                return torch.load(self.dir / "resume.pt", map_location="cpu", weights_only=False)
+                return self.resume_state()
             shutil.rmtree(self.dir)
         (self.dir / CHECKPOINTS).mkdir(parents=True)
         cfg_path.write_text(self.config.to_json())
         return None
+
+    def resume_state(self) -> dict | None:
+        """The saved resume state, if any, without touching the directory (DDP ranks other than
+        the main one read it after the main one has prepared)."""
+        path = self.dir / "resume.pt"
+        return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
     def save_checkpoint(self, state_dict: dict, step: int, when: str | None = None) -> None:
         path = self.dir / CHECKPOINTS / checkpoint_name(step, when)

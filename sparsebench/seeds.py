@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-_STREAMS = {"init": 0, "mask": 1, "set": 2, "noise": 3, "shuffle": 4, "sparse_init": 5, "signal_propagation": 6}
+_STREAMS = {"init": 0, "mask": 1, "set": 2, "noise": 3, "shuffle": 4, "sparse_init": 5, "signal_propagation": 6,
+            "augment": 7, "probe": 8}
 
 
 def derive(*keys) -> int:

@@ -33,6 +33,7 @@ from .config import (DENSE_INITS, MODELS, UNIT_SCALED, ConfigError, DataConfig, 
                      OptimConfig, PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
 from .dst import GROW as DST_METHODS
 from .dst import update_steps
+from . import distributed
 from .rundir import Run
 from .train import train_seeds
 
@@ -42,7 +43,7 @@ INITS = ("dense", "liu", "ours")
 EXPERIMENTS = ("table1", "table2", "table3")
 
 
-def _without(cls, *names: str, name: str, doc: str):
+def without(cls, *names: str, name: str, doc: str):
     """A frozen dataclass with the fields of ``cls`` except ``names`` (same types, help and checks)."""
     hints = typing.get_type_hints(cls)
     fields = [(f.name, hints[f.name], field(default=f.default, metadata=f.metadata))
@@ -52,7 +53,7 @@ def _without(cls, *names: str, name: str, doc: str):
     return new
 
 
-TrainParams = _without(OptimConfig, "steps", name="TrainParams",
+TrainParams = without(OptimConfig, "steps", name="TrainParams",
                        doc="Optimiser of every run (protocol §3.1); the length is scale.steps.")
 
 
@@ -383,25 +384,36 @@ def run_cell(study: Study, cell: Cell, runs: str | Path = "results/runs", work: 
     if bad:
         raise ConfigError(f"seed: {bad[0]} is not one of the study's seeds 0..{study.scale.seeds - 1}")
     configs = {s: study.run_config(cell, s, runs) for s in seeds}
-    out, staging = cell.path(runs), cell.path(work)
-    todo = [s for s in seeds if not _finished(cell.run_dir(runs, s), configs[s])]
-    if todo:   # the seeds train together, one SeedBatch (sparsebench.batched)
-        train_seeds([configs[s] for s in todo], [cell.run_dir(work, s) for s in todo], device=device,
-                    progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    if all_seeds:
-        for stale in out.iterdir():
-            if stale.name not in {f"s{s}" for s in seeds}:
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    for s in todo:
-        target = cell.run_dir(runs, s)
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.move(str(cell.run_dir(work, s)), target)
-    for level in (staging, staging.parent, staging.parent.parent, Path(work)):  # leave no empty dirs
-        if level.exists() and not any(level.iterdir()):
+    return train_cell(configs, cell.path(runs), Path(work), cell.path(work), all_seeds, device=device,
+                      progress=progress)
+
+
+def train_cell(configs: dict[int, RunConfig], out: Path, work: Path, staging: Path, exact: bool = True,
+               **train_kwargs) -> list:
+    """Train seed → config runs (together where they can be, see :func:`train_seeds`) in ``staging``
+    and move each into ``out/s<seed>``; ``exact``: remove other entries of ``out``. Under torchrun
+    every process calls this; rank 0 moves the files."""
+    ctx = distributed.context(train_kwargs.get("device", "cpu"))
+    todo = [s for s in configs if not _finished(out / f"s{s}", configs[s])]
+    if todo:
+        train_seeds([configs[s] for s in todo], [staging / f"s{s}" for s in todo], **train_kwargs)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if exact:
+            for stale in out.iterdir():
+                if stale.name not in {f"s{s}" for s in configs}:
+                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        for s in todo:
+            target = out / f"s{s}"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.move(str(staging / f"s{s}"), target)
+        level = staging
+        while level != work.parent and level.exists() and not any(level.iterdir()):  # leave no empty dirs
             level.rmdir()
-    return [Run(cell.run_dir(runs, s)) for s in seeds]
+            level = level.parent
+    ctx.barrier()
+    return [Run(out / f"s{s}") for s in configs]
 
 
 def _finished(path: Path, cfg: RunConfig) -> bool:

@@ -17,32 +17,44 @@ produces exactly what an uninterrupted run would.
 The loop trains S runs at once (a cell's seeds; S = 1 for one run): their networks are one
 :class:`~sparsebench.batched.SeedBatch`, every step above runs once for all of them, and each
 run still gets its own data order, mask updates, history and run directory.
+
+The same loop runs one network on many processes under ``torchrun`` (ImageNet, protocol §1.2,
+§3.2): the training step goes through DistributedDataParallel, every other reduction (probe and
+RigL growth gradients over the global batch, test counts, BatchNorm statistics) through
+:mod:`~sparsebench.distributed`, so every rank takes identical mask updates; only rank 0 writes.
+Data come from a source: the in-memory :class:`~sparsebench.data.TensorSource` or the ImageNet
+:class:`~sparsebench.imagefolder.ImageFolderSource`.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import platform
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import __version__
 from . import data as data_lib
+from . import distributed
 from . import masks as masks_lib
 from . import methods
 from .batched import SeedBatch
 from .config import ConfigError, RunConfig, leaf_fields
-from .optim import KerasSGD, kernel_groups, learning_rate
+from .optim import MomentumSGD, kernel_groups, schedule
 from .rundir import Run, RunWriter
 
-_COLUMNS = ["step", "lr", "train_loss", "test_loss", "test_acc", "grad_norm", "sparsity", "prune_sparsity",
+_COLUMNS = ["step", "lr", "train_loss", "test_loss", "test_acc", "grad_norm", "batch_grad_norm", "sparsity",
+            "prune_sparsity",
             "drop_fraction", "grown", "grad_norm_before", "grad_norm_after", "grad_norm_delta"]
 
 
@@ -80,30 +92,61 @@ def check_batchable(cfgs: list[RunConfig]) -> None:
                                   f"they may differ only in {', '.join(PER_RUN_FIELDS)}")
 
 
+#: DDP must not broadcast buffers every forward pass (masks are buffers; BN statistics are averaged
+#: when evaluated or saved); the keyword changed name in torch 2.14
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
+
+
+@contextmanager
+def _frozen_batchnorm(model: torch.nn.Module):
+    """BatchNorm running statistics unchanged by the forward passes inside (probes, not training)."""
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, saved):
+            m.momentum = momentum
+
+
 class Trainer:
     """State and steps of S runs trained together as one :class:`~sparsebench.batched.SeedBatch`
-    (S = 1: a single run); :func:`train_seeds` checks the configs (:func:`check_batchable`) and drives it.
+    (S = 1: a single run, the only case under DDP); :func:`train_seeds` checks the configs
+    (:func:`check_batchable`) and drives it.
 
     Each run keeps its own init, mask, data order (its ``data_seed``), mask updates (SET's draws
     come from its ``init_seed``), history, checkpoints and run directory; the schedule is shared.
     ``profile`` accumulates wall time per part of the loop (protocol-independent bookkeeping).
     """
 
-    def __init__(self, cfgs: list[RunConfig], setups: list[methods.Setup], dataset: data_lib.Dataset,
-                 writers: list[RunWriter], device: torch.device):
-        self.cfgs, self.setups, self.writers, self.device = cfgs, setups, writers, device
+    def __init__(self, cfgs: list[RunConfig], setups: list[methods.Setup], source, writers: list[RunWriter],
+                 ctx: distributed.Context, channels_last: bool = False):
+        self.cfgs, self.setups, self.writers, self.ctx = cfgs, setups, writers, ctx
         self.cfg = cfg = cfgs[0]
-        self.batch = SeedBatch([setup.model.to(device) for setup in setups])
+        self.device = device = ctx.device
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.batch = SeedBatch([setup.model.to(device, memory_format=layout) for setup in setups])
         self.size = self.batch.size
-        self.data = dataset.to(device)
-        self.probe, self.grow_probe = self.data.probe_batches(cfg.log.probe_size)
-        self.samplers = [data_lib.InfiniteSampler(len(self.data.train_x), cfg.optim.batch_size, c.data_seed)
-                         for c in cfgs]
+        self.ddp = None
+        if ctx.world > 1:
+            if self.size > 1:
+                raise ValueError("under DDP each process trains one run")
+            self.ddp = DistributedDataParallel(self.batch.base, device_ids=[device] if device.type == "cuda" else None,
+                                               **_NO_BUFFER_SYNC)
+        self.source = source
+        self.probe, self.grow_probe = source.probes()
         o = cfg.optim
-        self.optimizer = KerasSGD(kernel_groups(self.batch.base, o.weight_decay, self.batch.params), lr=o.lr,
-                                  momentum=o.momentum, nesterov=o.nesterov)
+        self.schedule = schedule(o)
+        self.optimizer = MomentumSGD(kernel_groups(self.batch.base, o.weight_decay, self.batch.params), lr=o.lr,
+                                     momentum=o.momentum, nesterov=o.nesterov, convention=o.convention)
         for p in self.batch.params.values():   # created now so that per-seed views of it exist
             self.optimizer.state[p]["velocity"] = torch.zeros_like(p)
+        self.bf16 = o.precision == "bf16"
+        self._step_norms: list[tuple[int, torch.Tensor]] = []
         masks = self.batch.masks
         self.masked_weights = [self.batch.params[n] for n in masks]
         self.mask_tensors = list(masks.values())
@@ -119,7 +162,9 @@ class Trainer:
     # -- state ---------------------------------------------------------------------------
     def state(self, s: int) -> dict:
         """Run ``s``'s resumable state (its rows of the stacks)."""
-        velocity = {n: self.optimizer.state[p]["velocity"][s].clone() for n, p in self.batch.params.items()}
+        self._flush_step_norms()
+        velocity = {n: self.batch.row(self.optimizer.state[p]["velocity"], s).clone()
+                    for n, p in self.batch.params.items()}
         return {"step": self.step, "batch_index": self.batch_index, "model": self.batch.state_dict(s),
                 "velocity": velocity, "history": dict(self.history[s]), "loss_sum": self.loss_sum[s].clone(),
                 "loss_count": self.loss_count, "elapsed": self.elapsed, "profile": dict(self.profile)}
@@ -132,7 +177,7 @@ class Trainer:
             self.batch.models[s].load_state_dict(state["model"])
             with torch.no_grad():
                 for n, p in self.batch.params.items():
-                    self.optimizer.state[p]["velocity"][s].copy_(state["velocity"][n])
+                    self.batch.row(self.optimizer.state[p]["velocity"], s).copy_(state["velocity"][n])
                 self.loss_sum[s] = state["loss_sum"]
             self.history[s] = defaultdict(dict, state["history"])
         first = states[0]
@@ -149,46 +194,62 @@ class Trainer:
 
     # -- pieces of an iteration ------------------------------------------------------------
     def lr(self, step: int) -> float:
-        o = self.cfg.optim
-        return learning_rate(step, o.lr, o.steps, o.lr_schedule)
+        return self.schedule(step)
+
+    def _amp(self):
+        """bfloat16 autocast when ``optim.precision`` asks for it."""
+        return torch.autocast(self.device.type, torch.bfloat16) if self.bf16 else nullcontext()
 
     def _next_batch(self, consume: bool = True):
-        """One training batch per run, stacked: images (S, B, ...), labels (S, B)."""
-        idx = torch.stack([sampler.batch(self.batch_index) for sampler in self.samplers]).to(self.device)
+        """One training batch per run (this process's share), stacked: images (S, B, ...), labels (S, B)."""
+        batch = self.source.batch(self.batch_index)
         if consume:
             self.batch_index += 1
-        return self.data.train_x[idx], self.data.train_y[idx]
+        return batch
+
+    def _global_gradients(self, losses: torch.Tensor, share: float, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Gradients of the per-run mean losses over the global batch: this process's mean loss
+        weighted by its ``share`` of the batch, summed over processes."""
+        return self.ctx.all_reduce_(list(torch.autograd.grad(losses.sum() * share, wrt)))
 
     def _gradient_norms(self) -> list[dict[str, float]]:
         """:func:`gradient_norms` of every run on the fixed probe batch, in one pass."""
-        with self._timed("gradient_norms"):
-            names = list(self.batch.params)
-            loss = self.batch.losses(*self.probe, shared=True).sum()
-            grads = torch.autograd.grad(loss, list(self.batch.params.values()))
-            return _norm_rows(names, grads, self.batch.masks)
+        with self._timed("gradient_norms"), _frozen_batchnorm(self.batch.base):
+            x, y = self.probe
+            with self._amp():
+                losses = self.batch.losses(x, y, shared=True)
+            grads = self._global_gradients(losses, len(y) / self.cfg.log.probe_size, list(self.batch.params.values()))
+            return _norm_rows(list(self.batch.params), [self.batch.rows(g) for g in grads],
+                              {n: self.batch.rows(m) for n, m in self.batch.masks.items()})
 
     def _grow_gradients(self) -> list[list[torch.Tensor]]:
-        """Per run, the dense gradient of CE + L2 w.r.t. each masked weight (RigL growth score, protocol §7)."""
-        d = self.cfg.dst
-        if d.grow_batch == "live":
-            loss = self.batch.losses(*self._next_batch(consume=d.skip_step))
-        else:
-            loss = self.batch.losses(*self.grow_probe, shared=True)
-        grads = torch.autograd.grad(loss.sum(), self.masked_weights)
-        wd = self.cfg.optim.weight_decay
-        if wd:
-            grads = [g + 2 * wd * w.detach() for g, w in zip(grads, self.masked_weights)]
-        return [[g[s] for g in grads] for s in range(self.size)]
+        """Per run, the dense gradient of the loss + L2 w.r.t. each masked weight over the global batch
+        (RigL growth score, protocol §7)."""
+        d, o = self.cfg.dst, self.cfg.optim
+        with self._amp():
+            if d.grow_batch == "live":
+                losses = self.batch.losses(*self._next_batch(consume=d.skip_step), label_smoothing=o.label_smoothing)
+                share = 1.0 / self.ctx.world
+            else:
+                losses = self.batch.losses(*self.grow_probe, shared=True)
+                share = len(self.grow_probe[1]) / self.cfg.log.probe_size
+        grads = self._global_gradients(losses, share, self.masked_weights)
+        if o.weight_decay:
+            scale = self.optimizer.decay_scale * o.weight_decay
+            grads = [g + scale * w.detach() for g, w in zip(grads, self.masked_weights)]
+        return [[self.batch.row(g, s) for g in grads] for s in range(self.size)]
 
     def _save_checkpoints(self, t: int, when: str | None = None, final: bool = False) -> None:
-        """Each run's checkpoint at ``t`` if it asked for one (``when``: around a mask update)."""
+        """Each run's checkpoint at ``t`` if it asked for one (``when``: around a mask update); rank 0 writes."""
         wanted = self.update_checkpoints if when else self.checkpoints
         every = self.cfg.log.checkpoint_every
         due = [s for s in range(self.size) if final or t in wanted[s] or (when is None and every and t % every == 0)]
         if due:   # called every step: time (and touch) nothing unless a checkpoint is due
             with self._timed("checkpoints"):
-                for s in due:
-                    self.writers[s].save_checkpoint(self.batch.state_dict(s), t, when)
+                self.ctx.average_batchnorm_(self.batch.base)
+                if self.ctx.main:
+                    for s in due:
+                        self.writers[s].save_checkpoint(self.batch.state_dict(s), t, when)
 
     def _dst_update(self, t: int) -> None:
         self._save_checkpoints(t, "pre")
@@ -213,20 +274,44 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self) -> list[tuple[float, float]]:
         """(test loss, test accuracy) of every run; each forward pass takes ``log.eval_batch_size`` images
-        in all, split over the runs."""
+        in all, split over the runs (and the processes)."""
         with self._timed("evaluation"):
-            x, y = self.data.test_x, self.data.test_y
-            size = max(1, self.cfg.log.eval_batch_size // self.size)
+            size = max(1, self.cfg.log.eval_batch_size // (self.size * self.ctx.world))
             loss, correct = torch.zeros(self.size, device=self.device), torch.zeros(self.size, device=self.device)
+            self.ctx.average_batchnorm_(self.batch.base)
             self.batch.base.eval()
-            for i in range(0, len(x), size):
-                logits, labels = self.batch.forward(x[i:i + size], shared=True), y[i:i + size]
+            for x, labels in self.source.test_batches(size):
+                with self._amp():
+                    logits = self.batch.forward(x, shared=True).float()
                 loss += F.cross_entropy(logits.transpose(1, 2), labels.expand(self.size, -1), reduction="none").sum(1)
                 correct += (logits.argmax(-1) == labels).sum(1)
             self.batch.base.train()
-            return list(zip((loss / len(x)).tolist(), (correct / len(x)).tolist()))
+            self.ctx.all_reduce_([loss, correct])
+            n = self.source.test_size
+            return list(zip((loss / n).tolist(), (correct / n).tolist()))
+
+    def _batch_grad_norm(self) -> torch.Tensor:
+        """Per run, the norm of the training batch's gradient of the full loss (masked data gradient +
+        L2 on kernels), over all parameters: the ImageNet gradient norm of protocol §8."""
+        squares = []
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                g = p.grad if not group["l2"] else p.grad + self.optimizer.decay_scale * group["l2"] * p
+                squares.append(self.batch.rows(g).flatten(1).pow(2).sum(1))
+        return torch.stack(squares).sum(0).sqrt()
+
+    def _flush_step_norms(self) -> None:
+        """Move the per-step gradient norms (kept on the device, no sync per step) into the histories."""
+        if self._step_norms:
+            steps, norms = zip(*self._step_norms)
+            for t, row in zip(steps, torch.stack(norms).tolist()):
+                for s in range(self.size):
+                    self.history[s][t]["batch_grad_norm"] = row[s]
+            self._step_norms.clear()
 
     def _log(self, t: int) -> dict:
+        self._flush_step_norms()
+        self.ctx.all_reduce_([self.loss_sum], average=True)
         train_loss = ((self.loss_sum / self.loss_count).tolist() if self.loss_count
                       else [float("nan")] * self.size)
         self.loss_sum.zero_()
@@ -246,11 +331,15 @@ class Trainer:
         lr = self.lr(t)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        losses = self.batch.losses(*self._next_batch())
+        with self._amp():
+            losses = self.batch.losses(*self._next_batch(), label_smoothing=self.cfg.optim.label_smoothing,
+                                       module=self.ddp)
         self.optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
+        losses.sum().backward()   # under DDP: gradients averaged over the processes
         if self.mask_tensors:
             torch._foreach_mul_([w.grad for w in self.masked_weights], self.mask_tensors)
+        if self.cfg.log.batch_grad_norm:
+            self._step_norms.append((t, self._batch_grad_norm()))
         self.optimizer.step()
         if self.mask_tensors:
             with torch.no_grad():
@@ -264,7 +353,8 @@ class Trainer:
         cfg, start = self.cfg, self.step
         total, log = cfg.optim.steps, cfg.log
         seeds = ",".join(f"{c.init_seed}.{c.data_seed}" for c in self.cfgs)
-        bar = tqdm(total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+        bar = tqdm(total=total, initial=start, disable=not (progress and self.ctx.main), unit="step",
+                   dynamic_ncols=True,
                    desc=f"{cfg.method}/{cfg.init.scheme} s{seeds}")
         dst, pruning = self.setups[0].dst, self.setups[0].pruning
         began = time.perf_counter() - self.elapsed
@@ -274,7 +364,8 @@ class Trainer:
                 if t != start and (t % resume_every == 0 or t == stop_at):
                     self.elapsed = time.perf_counter() - began
                     with self._timed("checkpoints"):
-                        for s, writer in enumerate(self.writers):
+                        self.ctx.average_batchnorm_(self.batch.base)
+                        for s, writer in enumerate(self.writers if self.ctx.main else ()):
                             writer.save_resume(self.state(s))
                 if t == stop_at:
                     return False
@@ -318,28 +409,48 @@ class Trainer:
             "trainable": report["trainable"],
             "layer_sparsity": {k: v["sparsity"] for k, v in report["layers"].items()},
             "wall_time_s": self.elapsed, "steps_per_s": steps_run / self.elapsed if self.elapsed else None,
-            "runs_batched": self.size, "time_s": profile,
-            "in_channels": self.data.in_channels, "num_classes": self.data.num_classes,
+            "runs_batched": self.size, "processes": self.ctx.world, "time_s": profile,
+            "in_channels": self.source.in_channels, "num_classes": self.source.num_classes,
             "env": {"sparsebench": __version__, "torch": torch.__version__, "device": str(self.device),
                     "threads": torch.get_num_threads(), "python": platform.python_version(),
                     **self.setups[s].notes},
         }
 
 
+def _source(cfgs: list[RunConfig], dataset: data_lib.Dataset | None, ctx: distributed.Context, workers: int,
+            channels_last: bool):
+    """The data source of runs trained together (in memory, or ImageNet-style image folders)."""
+    cfg = cfgs[0]
+    if cfg.data.dataset == "imagefolder":
+        from .imagefolder import ImageFolderSource
+        d = cfg.data
+        return ImageFolderSource(d.root, cfg.optim.batch_size, cfg.data_seed, image_size=d.image_size,
+                                 eval_resize=d.eval_resize, probe_size=cfg.log.probe_size, rank=ctx.rank,
+                                 world=ctx.world, workers=workers, device=ctx.device, channels_last=channels_last)
+    return data_lib.TensorSource(dataset, cfg.optim.batch_size, [c.data_seed for c in cfgs], cfg.log.probe_size,
+                                 ctx.device, ctx.rank, ctx.world)
+
+
 def train_seeds(cfgs: list[RunConfig], out_dirs, dataset: data_lib.Dataset | None = None, *, device="cpu",
                 progress: bool = True, resume: bool = True, resume_every: int = 500,
-                stop_at: int | None = None) -> list[Run | None]:
+                stop_at: int | None = None, workers: int = 4, channels_last: bool = False) -> list[Run | None]:
     """Train runs that differ only in :data:`PER_RUN_FIELDS` (a cell's seeds) together, ``cfgs[i]``
     into ``out_dirs[i]``; returns their Runs (``None`` for those stopped at ``stop_at``).
 
     ``resume``: reuse a finished run with the same config, or continue a partial one; otherwise
     start afresh. Partial runs resume in groups of equal step. Everything is validated (data found,
     source runs usable) before anything is written.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the same arguments; the
+    runs then train one after the other, each on all processes (DDP), and rank 0 writes.
+    Networks with BatchNorm and image-folder data also train one run at a time. ``workers`` (data
+    loader processes) and ``channels_last`` (memory layout) matter for image folders only.
     """
     cfgs, out_dirs = list(cfgs), [Path(d) for d in out_dirs]
     if len(cfgs) != len(out_dirs) or not cfgs:
         raise ValueError("train_seeds: one output directory per config, at least one")
     check_batchable(cfgs)
+    ctx = distributed.context(device)
     done: dict[int, Run | None] = {}
     for i, (cfg, out_dir) in enumerate(zip(cfgs, out_dirs)):
         if resume and (out_dir / "metrics.json").is_file() and Run(out_dir).config == cfg:
@@ -350,26 +461,41 @@ def train_seeds(cfgs: list[RunConfig], out_dirs, dataset: data_lib.Dataset | Non
     cfg = cfgs[0]
     if stop_at is not None and not 0 < stop_at < cfg.optim.steps:
         raise ConfigError(f"stop_at: expected a step in (0, {cfg.optim.steps}), got {stop_at}")
-    dataset = dataset if dataset is not None else data_lib.load(cfg.data)
-    if 2 * cfg.log.probe_size > len(dataset.train_x):
+    if cfg.data.dataset != "imagefolder" and dataset is None:
+        dataset = data_lib.load(cfg.data)
+    first = _source([cfgs[todo[0]]], dataset, ctx, workers, channels_last)
+    if 2 * cfg.log.probe_size > first.train_size:
         raise ConfigError(f"log.probe_size: two probe batches of {cfg.log.probe_size} need "
-                          f"{2 * cfg.log.probe_size} training images; {dataset.name} has {len(dataset.train_x)}")
-    setups = {i: methods.setup(cfgs[i], dataset.in_channels, dataset.num_classes) for i in todo}
+                          f"{2 * cfg.log.probe_size} training images; {first.name} has {first.train_size}")
+    setups = {i: methods.setup(cfgs[i], first.in_channels, first.num_classes) for i in todo}
     writers = {i: RunWriter(out_dirs[i], cfgs[i]) for i in todo}
-    states = {i: writers[i].prepare(resume) for i in todo}
+    states = {i: writers[i].prepare(resume) for i in todo} if ctx.main else {}
+    ctx.barrier()   # rank 0 has cleared or kept each partial directory; the others read what it kept
+    if not ctx.main:
+        states = {i: writers[i].resume_state() for i in todo}
+    ctx.barrier()
     states = {i: st if st is None or "velocity" in st else None for i, st in states.items()}  # pre-batching format
-    groups: dict[int, list[int]] = defaultdict(list)
+    one_at_a_time = (ctx.world > 1 or cfg.data.dataset == "imagefolder"
+                     or any(isinstance(m, _BatchNorm) for m in setups[todo[0]].model.modules()))
+    groups: dict[object, list[int]] = defaultdict(list)
     for i in todo:
-        groups[states[i]["step"] if states[i] else 0].append(i)
+        groups[i if one_at_a_time else (states[i]["step"] if states[i] else 0)].append(i)
     for members in groups.values():
-        trainer = Trainer([cfgs[i] for i in members], [setups[i] for i in members], dataset,
-                          [writers[i] for i in members], torch.device(device))
+        source = first if members == todo[:1] else _source([cfgs[i] for i in members], dataset, ctx, workers,
+                                                            channels_last)
+        trainer = Trainer([cfgs[i] for i in members], [setups[i] for i in members], source,
+                          [writers[i] for i in members], ctx, channels_last)
         if states[members[0]] is not None:
             trainer.load_state([states[i] for i in members])
         finished = trainer.run(progress, resume_every, stop_at)
         for s, i in enumerate(members):
-            done[i] = Run(writers[i].finish(trainer.history_frame(s), trainer.metrics(s),
-                                            masks_lib.get(trainer.batch.models[s]))) if finished else None
+            if finished and ctx.main:
+                writers[i].finish(trainer.history_frame(s), trainer.metrics(s),
+                                  masks_lib.get(trainer.batch.models[s]))
+        ctx.barrier()
+        for i in members:
+            done[i] = Run(out_dirs[i]) if finished else None
+        ctx.barrier()   # every process has read the runs before any caller moves them
     return [done[i] for i in range(len(cfgs))]
 
 

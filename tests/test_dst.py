@@ -6,7 +6,7 @@ import torch
 
 from sparsebench import masks, models
 from sparsebench.dst import DynamicSparse, update_layer
-from sparsebench.optim import KerasSGD
+from sparsebench.optim import MomentumSGD
 
 
 def test_update_layer_drops_weakest_and_grows_best_elsewhere():
@@ -30,7 +30,7 @@ def _masked_model(seed=0, sparsity=0.9):
     shapes = {k: tuple(w.shape) for k, w in models.prunable(model).items()}
     masks.attach(model, {k: masks.random_mask(s, masks.active_count(math.prod(s), sparsity), g)
                          for k, s in shapes.items()})
-    opt = KerasSGD(model.parameters(), lr=0.1)
+    opt = MomentumSGD(model.parameters(), lr=0.1)
     x, y = torch.rand(64, 1, 28, 28), torch.randint(10, (64,))
     for _ in range(3):                                  # non-zero momentum on active weights
         opt.zero_grad()

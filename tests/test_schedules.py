@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from sparsebench.dst import DynamicSparse, drop_fraction
-from sparsebench.optim import KerasSGD, learning_rate
+from sparsebench.optim import MomentumSGD, learning_rate
 from sparsebench.pruning import GradualPruning, cubic_sparsity
 
 
 def test_keras_momentum_with_decaying_lr_and_l2():
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    opt = KerasSGD([{"params": [w], "l2": 0.5}], lr=0.1, momentum=0.9)
+    opt = MomentumSGD([{"params": [w], "l2": 0.5}], lr=0.1, momentum=0.9)
     v, ref = torch.zeros(2), torch.tensor([1.0, -2.0])
     for lr, g in ((0.1, torch.tensor([0.3, 0.1])), (0.05, torch.tensor([-0.2, 0.4]))):
         opt.param_groups[0]["lr"] = lr
@@ -30,7 +30,7 @@ def test_keras_momentum_with_decaying_lr_and_l2():
 
 def test_keras_nesterov():
     w = torch.nn.Parameter(torch.tensor([1.0]))
-    opt = KerasSGD([w], lr=0.1, momentum=0.9, nesterov=True)
+    opt = MomentumSGD([w], lr=0.1, momentum=0.9, nesterov=True)
     w.grad = torch.tensor([1.0])
     opt.step()
     # v = -0.1; w = 1 + 0.9 * (-0.1) - 0.1 * 1

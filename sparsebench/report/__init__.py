@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import imagenet
 from ..study import PROTOCOL_STEPS, Study
 from .figures import render as render_figures
 from .paper import REPORTED, Reported, reported
@@ -20,20 +21,26 @@ from .tables import SimilarityLookup, build, entry, render, spread, summary
 __all__ = ["write", "build", "render", "summary", "REPORTED", "Reported", "reported"]
 
 TITLES = {
-    "table1": "Table 1 (LeNet5 columns): test accuracy (%) by initialisation, {s1:.0%} sparse",
+    "table1": "Table 1 ({nets} columns): test accuracy (%) by initialisation, {s1:.0%} sparse",
     "table2": "Table 2: {s2:.0%} sparse LeNet5, test accuracy (%)",
     "table3": "Table 3 (LeNet5 rows): ensemble & prediction disagreement, {s1:.0%} sparse",
     "figure5b": "Figure 5b (LeNet5): L2 distance to the pruning solution, {s1:.0%} sparse",
 }
 
 
-def _settings(study: Study) -> str:
+def _settings(study: Study, family: imagenet.ImagenetStudy | None = None) -> str:
     ours = (study.data.dataset, study.model.name, study.scale.steps, study.scale.seeds)
     paper = ("mnist", "lenet5", PROTOCOL_STEPS, 5)
     note = "" if ours == paper else (" — **not the paper's settings**: the verdicts compare unlike "
                                      "experiments and say only how far this run is from the paper")
-    return ("Ours: {}, {}, {} steps/run, {} seed(s). ".format(*ours) +
+    text = ("Ours: {}, {}, {} steps/run, {} seed(s). ".format(*ours) +
             "Paper: {}, {}, {} steps/run, {} seeds".format(*paper) + note + ".")
+    if family is not None:
+        ours, paper = (family.scale.steps, family.train.batch_size), (imagenet.PROTOCOL_STEPS, 4096)
+        text += (" ImageNet family (VGG16 / ResNet50): {} steps × batch {}, {} seed(s) (Table 3: {}); "
+                 "paper: {} × {}".format(*ours, family.scale.seeds, family.scale.table3_seeds, *paper) +
+                 ("" if ours == paper else " — **not the paper's settings**") + ".")
+    return text
 
 
 def similarity_lookup(analysis: Path) -> SimilarityLookup | None:
@@ -79,10 +86,11 @@ def _metrics(tables: dict[str, pd.DataFrame]) -> dict:
     return out
 
 
-def _markdown(name: str, study: Study, table: pd.DataFrame) -> str:
-    title = TITLES[name].format(s1=study.table1.sparsity, s2=study.table2.sparsity)
+def _markdown(name: str, study: Study, table: pd.DataFrame, family: imagenet.ImagenetStudy | None = None) -> str:
+    nets = "LeNet5, VGG16, ResNet50" if family else "LeNet5"
+    title = TITLES[name].format(s1=study.table1.sparsity, s2=study.table2.sparsity, nets=nets)
     view = render(table)
-    lines = [f"# {title}", "", _settings(study), "",
+    lines = [f"# {title}", "", _settings(study, family), "",
              "Each cell: ours as mean±std over n seeds (population std, as in the paper) · the paper's "
              "value · ✓ within 2σ (σ² = σ_ours² + σ_paper²) / ✗ outside. "
              "`missing`: no finished runs (or, for Table 3's similarity columns, no analysis output yet).",
@@ -91,14 +99,20 @@ def _markdown(name: str, study: Study, table: pd.DataFrame) -> str:
 
 
 def write(study: Study, runs: str | Path = "results/runs", out: str | Path = "results",
-          analysis: str | Path = "results/analysis") -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Build the tables and metrics (all computed first), write them under ``out``, then render the figures."""
+          analysis: str | Path = "results/analysis",
+          imagenet_family: tuple[imagenet.ImagenetStudy, Path] | None = None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Build the tables and metrics (all computed first), write them under ``out``, then render the figures.
+
+    ``imagenet_family`` (the ImageNet study and its runs root) fills the VGG16 / ResNet50 columns
+    of Table 1 and the ResNet50 rows of Table 3 (missing where a cell has no finished runs).
+    """
     runs, out, analysis = Path(runs), Path(out), Path(analysis)
-    tables = build(study, runs, similarity_lookup(analysis))
+    tables = build(study, runs, similarity_lookup(analysis), imagenet_family)
     tables["figure5b"] = figure5b(analysis)
+    family = imagenet_family[0] if imagenet_family else None
     files: dict[Path, str] = {}
     for name, table in tables.items():
-        files[out / "tables" / f"{name}.md"] = _markdown(name, study, table)
+        files[out / "tables" / f"{name}.md"] = _markdown(name, study, table, family)
         files[out / "tables" / f"{name}.csv"] = table.to_csv(index=False)
     files[out / "metrics.json"] = json.dumps(_metrics(tables), indent=2, sort_keys=True) + "\n"
     for path, text in files.items():

@@ -14,11 +14,13 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
+from .. import imagenet
 from ..rundir import Run
 from ..study import INITS, Cell, Study
 from .paper import reported
 
 INIT_COLUMNS = {"dense": "Dense", "liu": "Liu", "ours": "Ours"}
+NETS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
 #: Table 3's function-similarity columns; their values come from the analysis (None until then)
 SIMILARITY_COLUMNS = ("Ensemble", "Disagree.", "Disagree. w/ Pruned", "KL", "JSD")
 
@@ -33,19 +35,19 @@ class Row:
     single_seed: Optional[int] = None  # the row is one run (the pruning solution)
 
 
-def _per_init(experiment: str, method: str, label: str, paper_row=None, paper_table=None) -> Row:
-    return Row(label, {f"LeNet5/{INIT_COLUMNS[i]}": Cell(experiment, method, i) for i in INITS},
-               paper_row, paper_table)
+def _table1_row(method: str, label: str, inits=INITS, paper_table=None) -> Row:
+    """LeNet5 columns from the MNIST study, VGG16 / ResNet50 columns from the ImageNet family."""
+    cells = {f"LeNet5/{INIT_COLUMNS[i]}": Cell("table1", method, i) for i in inits}
+    cells.update({f"{NETS[c.arch]}/{INIT_COLUMNS[c.init]}": c for c in imagenet.CELLS
+                  if c.experiment == "table1" and c.method == method})
+    return Row(label, cells, paper_table=paper_table)
 
 
-def _layouts(study: Study) -> dict[str, tuple[list[Row], tuple[str, ...]]]:
-    t1 = [Row("Baseline", {"LeNet5/Dense": Cell("table1", "dense", "dense")}),
-          Row("Lottery", {"LeNet5/Dense": Cell("table1", "lottery", "dense")}),
-          Row("Small Dense", {"LeNet5/Dense": Cell("table1", "small_dense", "dense")}),
-          _per_init("table1", "scratch", "Scratch"),
-          _per_init("table1", "set", "SET"),
-          _per_init("table1", "rigl", "RigL"),
-          _per_init("table1", "rigl_inverted", "RigL Inverted", paper_table="text")]
+def _layouts(study: Study, family: Optional[imagenet.ImagenetStudy] = None) -> dict[str, tuple[list[Row], tuple[str, ...]]]:
+    t1 = [_table1_row("dense", "Baseline", ("dense",)), _table1_row("lottery", "Lottery", ("dense",)),
+          _table1_row("small_dense", "Small Dense", ("dense",)), _table1_row("scratch", "Scratch"),
+          _table1_row("set", "SET"), _table1_row("rigl", "RigL"),
+          _table1_row("rigl_inverted", "RigL Inverted", paper_table="text")]
     t2 = [Row(r, {INIT_COLUMNS[i]: Cell("table2", m, i) for i in INITS}) for r, m in (("Scratch", "scratch"),
                                                                                      ("RigL", "rigl"))]
     t2.append(Row("Prune", {"Dense": Cell("table2", "prune", "dense")}))
@@ -58,7 +60,16 @@ def _layouts(study: Study) -> dict[str, tuple[list[Row], tuple[str, ...]]]:
           Row("Pruned Soln.", {acc: Cell("table1", "prune", "dense")}, "LeNet5/Pruned Soln.",
               single_seed=study.table3.reference_seed),
           Row("5 Diff. Pruned", {acc: Cell("table1", "prune", "dense")}, "LeNet5/5 Diff. Pruned")]
-    return {"table1": (t1, tuple(f"LeNet5/{c}" for c in INIT_COLUMNS.values())),
+    nets = ("LeNet5",) + (tuple(NETS.values()) if family else ())
+    if family:
+        prune = imagenet.Cell("resnet50", "table1", "prune", "dense")
+        t3 += [Row("ResNet50 LT", {acc: imagenet.Cell("resnet50", "table3", "lottery", "dense")}, "ResNet50/LT"),
+               Row("ResNet50 Scratch", {acc: imagenet.Cell("resnet50", "table3", "scratch", "dense")},
+                   "ResNet50/Scratch"),
+               Row("ResNet50 Pruned Soln.", {acc: prune}, "ResNet50/Pruned Soln.",
+                   single_seed=family.table3.reference_seed),
+               Row("ResNet50 5 Diff. Pruned", {acc: prune}, "ResNet50/5 Diff. Pruned")]
+    return {"table1": (t1, tuple(f"{n}/{c}" for n in nets for c in INIT_COLUMNS.values())),
             "table2": (t2, tuple(INIT_COLUMNS.values())),
             "table3": (t3, (acc,) + SIMILARITY_COLUMNS)}
 
@@ -75,9 +86,11 @@ def verdict(ours: Optional[float], ours_std: Optional[float], paper: Optional[fl
 
 
 def seed_accuracies(cell: Cell, study: Study, runs: Path, only: Optional[int] = None) -> list[float]:
-    """Test accuracy (%) of each finished seed of ``cell`` (missing seeds are skipped)."""
+    """Test accuracy (%) of each finished seed of ``cell`` (missing seeds are skipped); ``study`` and
+    ``runs`` are the ImageNet family's for an ImageNet cell."""
     accs = []
-    for s in ([only] if only is not None else study.seeds):
+    seeds = study.seeds(cell) if isinstance(study, imagenet.ImagenetStudy) else study.seeds
+    for s in ([only] if only is not None else seeds):
         try:
             accs.append(100.0 * Run(cell.run_dir(runs, s)).metrics["test_acc"])
         except FileNotFoundError:
@@ -104,15 +117,17 @@ SimilarityLookup = Callable[[str, str], Optional[tuple[float, Optional[float]]]]
 
 
 def build(study: Study, runs: str | Path = "results/runs",
-          similarity: Optional[SimilarityLookup] = None) -> dict[str, pd.DataFrame]:
+          similarity: Optional[SimilarityLookup] = None,
+          imagenet_family: Optional[tuple[imagenet.ImagenetStudy, Path]] = None) -> dict[str, pd.DataFrame]:
     """Every table in long form: one line per (row, column) with ours, the paper's and the verdict.
 
     ``similarity(row, column)`` supplies Table 3's function-similarity values (mean, std) when the
     analysis has produced them; without it those cells are reported as missing.
+    ``imagenet_family`` (its study and runs root) adds the VGG16 / ResNet50 columns and rows.
     """
     runs = Path(runs)
     tables = {}
-    for name, (rows, columns) in _layouts(study).items():
+    for name, (rows, columns) in _layouts(study, imagenet_family[0] if imagenet_family else None).items():
         lines = []
         for row in rows:
             for column in columns:
@@ -129,7 +144,10 @@ def build(study: Study, runs: str | Path = "results/runs",
                     lines.append(entry(row.label, column, source, paper, *ours,
                                        decimals=2 if column == "Ensemble" else 4))
                 else:
-                    accs = seed_accuracies(cell, study, runs, row.single_seed) if cell is not None else []
+                    if isinstance(cell, imagenet.Cell):
+                        accs = seed_accuracies(cell, *imagenet_family, row.single_seed)
+                    else:
+                        accs = seed_accuracies(cell, study, runs, row.single_seed) if cell is not None else []
                     lines.append(entry(row.label, column, source, paper, *spread(accs)))
         tables[name] = pd.DataFrame(lines)
     return tables
@@ -156,7 +174,7 @@ def render(table: pd.DataFrame) -> pd.DataFrame:
     """The paper-shaped view: rows × columns, each cell ``ours (n) · paper · ✓/✗``."""
     out = {}
     for line in table.itertuples():
-        single = line.row == "Pruned Soln."
+        single = line.row.endswith("Pruned Soln.")
         ours = _fmt(line.ours, line.ours_std, line.decimals, single)
         if line.verdict == "missing":
             ours = "missing"
