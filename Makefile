@@ -10,7 +10,7 @@ QUICK   ?= -S data.dataset=fashion_mnist -S scale.steps=600 -S scale.seeds=2 -S 
 	   -S interpolation.images=10000
 DVC      = PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 dvc
 
-.PHONY: install test repro quick clean
+.PHONY: install test repro quick imagenet clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ repro: $(STAMP)
 
 quick: $(STAMP)
 	$(DVC) exp run $(QUICK)
+
+# The ImageNet family (imagenet/dvc.yaml; needs data/imagenet and GPUs), then the report with its columns.
+imagenet: $(STAMP)
+	$(DVC) repro imagenet/dvc.yaml
+	$(DVC) repro -f report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from sparsebench import imagenet
+from sparsebench.config import parse_override, set_path
 from sparsebench.imagefolder import make_tiny_imagefolder
 from sparsebench.rundir import Run
 
@@ -77,7 +78,7 @@ TINY = ["scale.steps=20", "scale.seeds=1", "scale.table3_seeds=1", "data.image_s
 DRIVER = """
 import sys
 from sparsebench import imagenet
-study = imagenet.load(sys.argv[1], sys.argv[3:])
+study = imagenet.load(sys.argv[1])
 for cell in imagenet.CELLS:
     if cell.method != "lottery" or cell.experiment != "table3":   # left to the stage command below
         imagenet.run_cell(study, cell, sys.argv[2], sys.argv[2] + ".work", device="cpu", progress=False, workers=0)
@@ -86,17 +87,20 @@ for cell in imagenet.CELLS:
 
 def test_whole_family_end_to_end_on_two_gloo_processes(tmp_path):
     root = make_tiny_imagefolder(tmp_path / "imagenet", classes=4, train_per_class=12, val_per_class=4, size=20)
-    runs, driver = tmp_path / "runs", tmp_path / "driver.py"
+    runs, driver, params = tmp_path / "runs", tmp_path / "driver.py", tmp_path / "params.yaml"
     driver.write_text(DRIVER)
-    tiny = TINY + [f"data.root={root}"]
+    data = yaml.safe_load(PARAMS.read_text())
+    for text in TINY + [f"data.root={root}"]:
+        set_path(data, *parse_override(text))
+    params.write_text(yaml.safe_dump(data))   # the tiny family's params.yaml
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    done = subprocess.run(torchrun + [str(driver), str(PARAMS), str(runs), *tiny], env=env, capture_output=True,
+    done = subprocess.run(torchrun + [str(driver), str(params), str(runs)], env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     stage = [str(REPO / "stages" / "imagenet.py"), "--arch", "resnet50", "--experiment", "table3", "--method",
              "lottery", "--init", "dense", "--runs", str(runs), "--work", str(tmp_path / "work"), "--workers", "0",
-             "--params", str(PARAMS)] + [a for t in tiny for a in ("--set", t)]
+             "--params", str(params), "--set", "train.precision=fp32"]
     done = subprocess.run(torchrun + stage, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resnet50/table3/lottery/dense: top-1" in done.stdout and "2 process(es)" in done.stdout
@@ -111,7 +115,7 @@ def test_whole_family_end_to_end_on_two_gloo_processes(tmp_path):
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "sparsebench.cli", "report", "--params", str(REPO / "params.yaml"),
                            "--runs", str(tmp_path / "no-mnist-runs"), "--analysis", str(tmp_path / "none"),
-                           "--out", str(out), "--imagenet-runs", str(runs), "--imagenet-params", str(PARAMS)],
+                           "--out", str(out), "--imagenet-runs", str(runs), "--imagenet-params", str(params)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     t1 = pd.read_csv(out / "tables" / "table1.csv")
