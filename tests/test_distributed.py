@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER = """
 import json, sys, torch
 from sparsebench import dst, masks
+from sparsebench.config import RunConfig
 from sparsebench.distributed import context
 from sparsebench.train import train
 
