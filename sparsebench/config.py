@@ -22,8 +22,11 @@ import yaml
 
 METHODS = ("dense", "small_dense", "prune", "lottery", "scratch", "prune_restart",
            "set", "rigl", "rigl_inverted")
-DATASETS = ("mnist", "fashion_mnist", "synthetic", "imagefolder")
-MODELS = ("lenet5", "mlp", "vgg16", "resnet50")
+#: the MNIST study's datasets and networks; the ImageNet family adds image folders, VGG16 and ResNet-50
+IDX_DATASETS = ("mnist", "fashion_mnist", "synthetic")
+MNIST_MODELS = ("lenet5", "mlp")
+DATASETS = IDX_DATASETS + ("imagefolder",)
+MODELS = MNIST_MODELS + ("vgg16", "resnet50")
 INIT_SCHEMES = ("dense", "liu", "ours")
 DENSE_INITS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform",
                "lecun_normal", "lecun_uniform")

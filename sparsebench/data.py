@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import ConfigError
+
 #: torchvision class name and a fixed place where a system package may have put the files
 _SOURCES = {
     "mnist": ("MNIST", "/usr/share/datasets/mnist"),
@@ -250,10 +252,14 @@ class TensorSource:
     def __init__(self, dataset: Dataset, batch_size: int, seeds: list[int], probe_size: int = 1000,
                  device="cpu", rank: int = 0, world: int = 1):
         if batch_size % world:
-            raise ValueError(f"batch size {batch_size} does not split over {world} processes")
+            raise ConfigError(f"optim.batch_size: {batch_size} is not divisible by the world size {world} "
+                              f"(torchrun processes)")
         self.data = dataset.to(device)
         self.name, self.in_channels, self.num_classes = dataset.name, dataset.in_channels, dataset.num_classes
         self.train_size, self.test_size = len(dataset.train_x), len(dataset.test_x)
+        if 2 * probe_size > self.train_size:
+            raise ConfigError(f"log.probe_size: probe batches need {2 * probe_size} training images, "
+                              f"{dataset.name} has {self.train_size}")
         self.samplers = [InfiniteSampler(self.train_size, batch_size, s) for s in seeds]
         self.share = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
         self.rank, self.world, self.probe_size, self.device = rank, world, probe_size, device

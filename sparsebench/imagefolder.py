@@ -18,6 +18,7 @@ from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, pil_loader
 
 from . import seeds
+from .config import ConfigError
 from .data import DataNotFoundError, InfiniteSampler
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -105,7 +106,8 @@ class ImageFolderSource:
                  probe_size: int = 1000, rank: int = 0, world: int = 1, workers: int = 4,
                  device="cpu", channels_last: bool = False):
         if batch_size % world:
-            raise ValueError(f"batch_size {batch_size} is not divisible by the world size {world}")
+            raise ConfigError(f"optim.batch_size: {batch_size} is not divisible by the world size {world} "
+                              f"(torchrun processes)")
         root = Path(root).expanduser()
         if not root.is_dir():
             raise DataNotFoundError(f"{root}: no such directory; {_layout(root)}")
@@ -117,8 +119,8 @@ class ImageFolderSource:
         self.name, self.in_channels, self.num_classes = f"imagefolder:{root}", 3, len(classes)
         self.train_size, self.test_size = len(train_paths), len(val_paths)
         if 2 * probe_size > self.train_size:
-            raise ValueError(f"probe batches need {2 * probe_size} training images, {root / 'train'} has "
-                             f"{self.train_size}")
+            raise ConfigError(f"log.probe_size: probe batches need {2 * probe_size} training images, "
+                              f"{root / 'train'} has {self.train_size}")
         self.rank, self.world, self.probe_size = rank, world, probe_size
         self.device, self.channels_last = torch.device(device), channels_last
         normalise = [T.ToTensor(), T.Normalize(MEAN, STD)]

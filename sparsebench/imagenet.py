@@ -30,7 +30,7 @@ from typing import Literal
 
 from .config import (DENSE_INITS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig, OptimConfig,
                      PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
-from .study import train_cell, without
+from .study import scaled_dst, train_cell, without
 
 #: training length the ImageNet step-valued knobs are written for (32,000 × 4096 ≈ 102 epochs)
 PROTOCOL_STEPS = 32000
@@ -159,10 +159,7 @@ class ImagenetStudy:
         elif cell.init == "ours":
             d["init"] = {"scheme": "ours", "ours": arch.ours_family, "scale": arch.ours_scale}
         if method in DST_METHODS:
-            ds = getattr(self, method)
-            d["dst"] = {**dataclasses.asdict(ds), "update_freq": self.period(ds.update_freq),
-                        "begin_step": self.steps(ds.begin_step),
-                        "end_step": ds.end_step if ds.end_step < 0 else self.steps(ds.end_step)}
+            d["dst"] = dataclasses.asdict(scaled_dst(getattr(self, method), self.steps, self.period))
         if method == "lottery" or cell.experiment == "table3":
             source = self.table3.reference_seed if cell.experiment == "table3" else seed
             d["mask"]["source"] = str(Cell(cell.arch, "table1", "prune", "dense").run_dir(runs, source))

@@ -23,13 +23,14 @@ consistently: pruning still reaches its target at 60% of training, ΔT stays 1/1
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from .config import (DENSE_INITS, MODELS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig,
+from .config import (DENSE_INITS, IDX_DATASETS, MNIST_MODELS, UNIT_SCALED, ConfigError, DataConfig, DSTConfig, LogConfig,
                      OptimConfig, PruneConfig, RunConfig, build, load_yaml, param, parse_override, set_path)
 from .dst import GROW as DST_METHODS
 from .dst import update_steps
@@ -43,9 +44,17 @@ INITS = ("dense", "liu", "ours")
 EXPERIMENTS = ("table1", "table2", "table3")
 
 
-def without(cls, *names: str, name: str, doc: str):
-    """A frozen dataclass with the fields of ``cls`` except ``names`` (same types, help and checks)."""
-    hints = typing.get_type_hints(cls)
+def scaled_dst(d: DSTConfig, steps, period) -> DSTConfig:
+    """A DST schedule written at the protocol's length, at another: ``steps`` / ``period`` rescale
+    a step count / a frequency (shared by the MNIST study and the ImageNet family)."""
+    return dataclasses.replace(d, update_freq=period(d.update_freq), begin_step=steps(d.begin_step),
+                               end_step=d.end_step if d.end_step < 0 else steps(d.end_step))
+
+
+def without(cls, *names: str, name: str, doc: str, **types):
+    """A frozen dataclass with the fields of ``cls`` except ``names`` (same types, help and checks;
+    ``types`` narrows a field's type, e.g. to fewer choices)."""
+    hints = {**typing.get_type_hints(cls), **types}
     fields = [(f.name, hints[f.name], field(default=f.default, metadata=f.metadata))
               for f in dataclasses.fields(cls) if f.name not in names]
     new = dataclasses.make_dataclass(name, fields, frozen=True)
@@ -55,6 +64,8 @@ def without(cls, *names: str, name: str, doc: str):
 
 TrainParams = without(OptimConfig, "steps", name="TrainParams",
                        doc="Optimiser of every run (protocol §3.1); the length is scale.steps.")
+DataParams = without(DataConfig, "image_size", "eval_resize", name="DataParams", dataset=Literal[IDX_DATASETS],
+                     doc="Dataset of the study and where to find it (protocol §1.1).")
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ class ScaleParams:
 @dataclass(frozen=True)
 class ModelParams:
     """Network (protocol §2.1, §2.2)."""
-    name: Literal[MODELS] = param("lenet5", "architecture: lenet5 or mlp")
+    name: Literal[MNIST_MODELS] = param("lenet5", "architecture: lenet5 or mlp")
     width: Optional[tuple[int, ...]] = param(None, "hidden sizes; null = the architecture's "
                                                    "(lenet5 6,16,120,84)")
     small_dense_width: Optional[tuple[int, ...]] = param(
@@ -188,7 +199,7 @@ class DistancesParams:
 class Study:
     """Every knob of the study (``params.yaml``), defaulting to the paper's protocol."""
     scale: ScaleParams = field(default_factory=ScaleParams)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataParams = field(default_factory=DataParams)
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     log: LogConfig = field(default_factory=LogConfig)
@@ -249,9 +260,7 @@ class Study:
             checkpoint_every=self.period(lg.checkpoint_every) if lg.checkpoint_every else 0,
             update_checkpoints=tuple(sorted({self.steps(s) for s in lg.update_checkpoints})))
 
-        def dst(d: DSTConfig) -> DSTConfig:
-            return dataclasses.replace(d, update_freq=self.period(d.update_freq), begin_step=self.steps(d.begin_step),
-                                       end_step=d.end_step if d.end_step < 0 else self.steps(d.end_step))
+        dst = functools.partial(scaled_dst, steps=self.steps, period=self.period)
         h = self.hessian
         hessian = dataclasses.replace(h, steps=tuple(sorted({self.steps(t) for t in h.steps})),
                                       updates=tuple(sorted({self.steps(t) for t in h.updates})))

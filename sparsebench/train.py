@@ -140,7 +140,7 @@ class Trainer:
         self.source = source
         self.probe, self.grow_probe = source.probes()
         o = cfg.optim
-        self.schedule = schedule(o)
+        self.lr = schedule(o)   # step -> learning rate
         self.optimizer = MomentumSGD(kernel_groups(self.batch.base, o.weight_decay, self.batch.params), lr=o.lr,
                                      momentum=o.momentum, nesterov=o.nesterov, convention=o.convention)
         for p in self.batch.params.values():   # created now so that per-seed views of it exist
@@ -193,9 +193,6 @@ class Trainer:
             self.profile[part] += time.perf_counter() - began
 
     # -- pieces of an iteration ------------------------------------------------------------
-    def lr(self, step: int) -> float:
-        return self.schedule(step)
-
     def _amp(self):
         """bfloat16 autocast when ``optim.precision`` asks for it."""
         return torch.autocast(self.device.type, torch.bfloat16) if self.bf16 else nullcontext()
@@ -363,8 +360,9 @@ class Trainer:
                 t = self.step
                 if t != start and (t % resume_every == 0 or t == stop_at):
                     self.elapsed = time.perf_counter() - began
-                    with self._timed("checkpoints"):
-                        self.ctx.average_batchnorm_(self.batch.base)
+                    with self._timed("checkpoints"):   # every process resumes from rank 0's state:
+                        self.ctx.average_batchnorm_(self.batch.base)   # make it everyone's
+                        self.ctx.all_reduce_([self.loss_sum], average=True)
                         for s, writer in enumerate(self.writers if self.ctx.main else ()):
                             writer.save_resume(self.state(s))
                 if t == stop_at:
@@ -461,12 +459,9 @@ def train_seeds(cfgs: list[RunConfig], out_dirs, dataset: data_lib.Dataset | Non
     cfg = cfgs[0]
     if stop_at is not None and not 0 < stop_at < cfg.optim.steps:
         raise ConfigError(f"stop_at: expected a step in (0, {cfg.optim.steps}), got {stop_at}")
-    if cfg.data.dataset != "imagefolder" and dataset is None:
-        dataset = data_lib.load(cfg.data)
+    if cfg.data.dataset != "imagefolder":   # on the device once, shared by every group's source
+        dataset = (dataset if dataset is not None else data_lib.load(cfg.data)).to(ctx.device)
     first = _source([cfgs[todo[0]]], dataset, ctx, workers, channels_last)
-    if 2 * cfg.log.probe_size > first.train_size:
-        raise ConfigError(f"log.probe_size: two probe batches of {cfg.log.probe_size} need "
-                          f"{2 * cfg.log.probe_size} training images; {first.name} has {first.train_size}")
     setups = {i: methods.setup(cfgs[i], first.in_channels, first.num_classes) for i in todo}
     writers = {i: RunWriter(out_dirs[i], cfgs[i]) for i in todo}
     states = {i: writers[i].prepare(resume) for i in todo} if ctx.main else {}
