@@ -29,9 +29,9 @@ def recording(self, model, step, optimizer=None, gradients=None):
     records.append((step, {k: v.clone() for k, v in masks.get(model).items()}))
     return info
 dst.DynamicSparse.update = recording
-for cfg, out in json.loads(sys.argv[1]):
+for cfg, out, stop_at in json.loads(sys.argv[1]):
     records.clear()
-    train(RunConfig.from_dict(cfg), out, device="cpu", progress=False, workers=0)
+    train(RunConfig.from_dict(cfg), out, device="cpu", progress=False, workers=0, stop_at=stop_at)
     torch.save(records, f"{out}.updates.rank{context().rank}.pt")
 """
 
@@ -67,8 +67,10 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     root = make_tiny_imagefolder(tmp / "data", classes=4, train_per_class=16, val_per_class=6, size=20)
     vgg, resnet = _config(root, "vgg16"), _config(root, "resnet50")
-    _launch([[vgg, str(tmp / "vgg2")], [resnet, str(tmp / "resnet2")]], 2, tmp)
-    _launch([[vgg, str(tmp / "vgg1")]], 1, tmp)
+    _launch([[vgg, str(tmp / "vgg2"), None], [resnet, str(tmp / "resnet2"), None],
+             [resnet, str(tmp / "resumed"), 7]], 2, tmp)
+    _launch([[vgg, str(tmp / "vgg1"), None]], 1, tmp)
+    _launch([[resnet, str(tmp / "resumed"), None]], 2, tmp)   # continues from step 7
     return tmp
 
 
@@ -101,3 +103,16 @@ def test_two_processes_match_one_with_the_same_global_batch(runs):
     for column in ("test_loss", "test_acc", "train_loss", "grad_norm", "batch_grad_norm"):
         assert h1[column].dropna().to_numpy() == pytest.approx(h2[column].dropna().to_numpy(), rel=1e-3), column
     assert h1["batch_grad_norm"].notna().sum() == 12   # the ImageNet gradient norm, every step
+
+
+def test_stopped_and_resumed_on_two_processes_equals_one_go(runs):
+    """Resume states are written once (rank 0) and read by every process; BN statistics and the
+    train-loss sums are made the same on all processes before they are saved."""
+    one_go, resumed = Run(runs / "resnet2"), Run(runs / "resumed")
+    assert [s for s, _ in torch.load(runs / "resumed.updates.rank1.pt")] == [9]   # the second part's update
+    w1, w2 = one_go.checkpoint(), resumed.checkpoint()
+    for k in w1:
+        assert torch.allclose(w1[k].float(), w2[k].float(), rtol=1e-4, atol=1e-6), k
+    h1, h2 = one_go.history.set_index("step"), resumed.history.set_index("step")
+    for column in ("test_loss", "test_acc", "train_loss", "batch_grad_norm"):
+        assert h1[column].dropna().to_numpy() == pytest.approx(h2[column].dropna().to_numpy(), rel=1e-4), column
